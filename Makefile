@@ -1,0 +1,52 @@
+# dms: `make run` sets everything up and runs the demo; `make test` sets everything up and
+# runs the suite. Every other target is a convenience for developers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSDEPS := $(VENV)/.sysdeps
+
+.PHONY: all setup run test test-fast lint typecheck bench lock clean fixtures
+
+all: setup
+
+$(SYSDEPS): scripts/system-deps.sh
+	scripts/system-deps.sh
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): pyproject.toml constraints.txt $(SYSDEPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+setup: $(STAMP) fixtures
+
+fixtures: $(STAMP)
+
+run: setup
+	$(PY) -m dms.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy --strict src
+
+bench: setup
+	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Re-resolve the pins from pyproject.toml into constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q -e '.[dev]'
+	{ head -n 2 constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^dms'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The ``dms`` command line (Typer + Rich). Nothing imports this package."""
