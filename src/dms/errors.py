@@ -25,6 +25,15 @@ Messages name the field, the value and what would be accepted.
 from __future__ import annotations
 
 
+class _Nothing:
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING: object = _Nothing()
+"""The value of an InputError about a whole document rather than one value in it."""
+
+
 class DMSError(Exception):
     """Base class of every error dms raises on purpose."""
 
@@ -37,9 +46,12 @@ class InputError(DMSError, ValueError):
         self.value = value
         self.accepted = accepted
         self.detail = detail
-        shown = repr(value) if not isinstance(value, str) else f'"{value}"'
         where = f"{field}: " if field else ""
         reason = detail or f"is not {accepted}"
+        if value is NOTHING:
+            super().__init__(f"{where}{reason}")
+            return
+        shown = repr(value) if not isinstance(value, str) else f'"{value}"'
         super().__init__(f"{where}{shown} {reason}")
 
 

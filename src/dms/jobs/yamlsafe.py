@@ -1,0 +1,146 @@
+"""YAML loading that refuses what a hostile or broken file could do to us.
+
+``yaml.SafeLoader`` already refuses arbitrary Python tags. On top of it: a size limit, a limit
+on aliases and on the size the document would have once aliases are expanded ("billion laughs"),
+a depth limit, and duplicate keys refused instead of silently overwritten. Every refusal is a
+SpecError naming the problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from dms.errors import NOTHING, SpecError
+
+MAX_BYTES = 1024 * 1024
+MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Number of nodes once aliases are expanded, computed without expanding them."""
+    memo: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        key = id(node)
+        if key in memo:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if ready:
+            memo[key] = min(MAX_EXPANDED_NODES + 1, 1 + sum(memo[id(c)] for c in children))
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in memo)
+    return memo[id(root)]
+
+
+def _depth(node: yaml.Node, seen: set[int] | None = None) -> int:
+    seen = set() if seen is None else seen
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend((c, depth + 1) for c in current.value)
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend((v, depth + 1) for _, v in current.value)
+    return deepest
+
+
+class _Loader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise SpecError(
+                    "",
+                    NOTHING,
+                    f"at most {MAX_ALIASES} aliases",
+                    detail=f"the file uses more than {MAX_ALIASES} YAML aliases",
+                )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in keys
+            except TypeError:
+                raise SpecError(
+                    "", key, "a string key", detail="is not a valid mapping key"
+                ) from None
+            if duplicate:
+                line = key_node.start_mark.line + 1
+                raise SpecError("", key, "unique keys", detail=f"is a duplicate key (line {line})")
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(text: str | bytes) -> Any:
+    """Parse one YAML document safely. Raises SpecError."""
+    if len(text) > MAX_BYTES:
+        raise SpecError(
+            "",
+            NOTHING,
+            f"at most {MAX_BYTES} bytes",
+            detail=f"the file has {len(text)} bytes; at most {MAX_BYTES} are accepted",
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                "", NOTHING, "UTF-8 text", detail=f"the file is not UTF-8 ({exc.reason})"
+            ) from None
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if _expanded_size(root) > MAX_EXPANDED_NODES:
+            raise SpecError(
+                "",
+                NOTHING,
+                f"at most {MAX_EXPANDED_NODES} nodes",
+                detail=f"the document expands to more than {MAX_EXPANDED_NODES} "
+                "values through aliases",
+            )
+        if _depth(root) > MAX_DEPTH:
+            raise SpecError(
+                "",
+                NOTHING,
+                f"at most {MAX_DEPTH} levels",
+                detail=f"the document is nested deeper than {MAX_DEPTH} levels",
+            )
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(
+            "", NOTHING, "valid YAML", detail=f"not valid YAML{where}: {problem}"
+        ) from None
+    except RecursionError:
+        raise SpecError(
+            "", NOTHING, "a shallower document", detail="the document is nested too deeply"
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
