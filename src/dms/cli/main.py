@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dms import __version__
-from dms.cli import config_cmd
+from dms.cli import config_cmd, validate_cmd
 from dms.cli.output import emit_json, fail
 from dms.cli.state import CLIState
 from dms.errors import ConfigError, DMSError, InputError
@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.command("validate")(validate_cmd.validate)
 
 
 @app.callback()

@@ -1,0 +1,31 @@
+"""``dms validate FILE``: check an ensemble file without deploying it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dms.cli.output import console, emit_json
+from dms.jobs import load_ensemble, to_document
+
+
+def validate(
+    file: Annotated[Path, typer.Argument(help="Ensemble file (YAML, version: V1).")],
+    json: Annotated[
+        bool, typer.Option("--json", help="Print the normalised ensemble as JSON.")
+    ] = False,
+) -> None:
+    """Validate an ensemble file; list every problem with its path, value and what is accepted."""
+    ensemble = load_ensemble(file)
+    if json:
+        emit_json(to_document(ensemble))
+        return
+    console.print(f"[green]valid[/]: {file}", highlight=False)
+    for name, node in ensemble.nodes.items():
+        need = ensemble.requirement(name)
+        console.print(
+            f"  node {name}: {', '.join(node.allocations)} needs {need.resources.describe()}",
+            highlight=False,
+        )
