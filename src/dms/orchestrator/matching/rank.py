@@ -1,0 +1,157 @@
+"""Ranking: where is best? Each ranker scores a candidate in [0, 1] and says how much it counts.
+
+Scores are relative to the other candidates of the same placement (the cheapest scores 1 on
+price). The final score is the weighted mean; ties are broken by a hash seeded with the
+deployment id, so a placement can be replayed for a post-mortem.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from dms.orchestrator.matching.candidate import Candidate, Placement
+
+
+class Score(msgspec.Struct, frozen=True):
+    ranker: str
+    score: float
+    weight: float
+    detail: str
+
+
+class Ranked(msgspec.Struct, frozen=True, kw_only=True):
+    candidate: Candidate
+    total: float
+    scores: tuple[Score, ...]
+    tiebreak: int
+
+
+class Ranker(Protocol):
+    name: str
+
+    def score(
+        self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]
+    ) -> Score: ...
+
+
+def _spread(value: float, low: float, high: float, *, lower_is_better: bool) -> float:
+    if high <= low:
+        return 1.0
+    fraction = (value - low) / (high - low)
+    return 1.0 - fraction if lower_is_better else fraction
+
+
+class PriceRanker:
+    """Cheaper is better, weighted by the deployment's PriceInformation.preference."""
+
+    name = "price"
+
+    def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
+        prices = [c.capability.price.currency_per_hour for c in pool]
+        mine = candidate.capability.price.currency_per_hour
+        value = _spread(mine, min(prices), max(prices), lower_is_better=True)
+        weight = placement.requirement.price.preference / 100
+        return Score(self.name, value, weight, f"asks {candidate.capability.price.describe()}")
+
+
+def _speed(candidate: Candidate) -> float:
+    """Higher is faster: the bid's estimate when known, else free cores times clock."""
+    if candidate.time_estimate_s is not None:
+        return 1.0 / max(candidate.time_estimate_s, 1e-3)
+    cpu = candidate.capability.resources.cpu
+    return cpu.cores * (cpu.clock_hz or 1_000_000_000)
+
+
+class TimeRanker:
+    """Faster is better, weighted by the deployment's TimeInformation.preference."""
+
+    name = "time"
+
+    def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
+        speeds = [_speed(c) for c in pool]
+        value = _spread(_speed(candidate), min(speeds), max(speeds), lower_is_better=False)
+        weight = placement.requirement.time.preference / 100
+        if candidate.time_estimate_s is not None:
+            detail = f"estimates {candidate.time_estimate_s:.1f}s"
+        else:
+            detail = f"{candidate.capability.resources.cpu.describe()} free"
+        return Score(self.name, value, weight, detail)
+
+
+class LoadStrategy(enum.StrEnum):
+    SPREAD = "spread"
+    """Prefer the least loaded providers (resilience, less contention)."""
+    BINPACK = "binpack"
+    """Prefer the most loaded providers that still fit (keeps others free for big jobs)."""
+
+
+class LoadRanker:
+    name = "load"
+
+    def __init__(self, strategy: LoadStrategy = LoadStrategy.SPREAD, weight: float = 0.3) -> None:
+        self.strategy = strategy
+        self.weight = weight
+
+    def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
+        free = candidate.free_fraction()
+        value = free if self.strategy is LoadStrategy.SPREAD else 1.0 - free
+        return Score(
+            self.name, value, self.weight, f"{free:.0%} of its cores free ({self.strategy})"
+        )
+
+
+class RTTRanker:
+    """Closer is better; unknown RTT scores as the worst known one."""
+
+    name = "rtt"
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self.weight = weight
+
+    def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
+        known = [c.rtt_ms for c in pool if c.rtt_ms is not None]
+        if not known:
+            return Score(self.name, 1.0, 0.0, "no RTT measured")
+        worst = max(known)
+        mine = candidate.rtt_ms if candidate.rtt_ms is not None else worst
+        value = _spread(mine, min(known), worst, lower_is_better=True)
+        detail = f"{candidate.rtt_ms:.1f} ms" if candidate.rtt_ms is not None else "RTT unknown"
+        return Score(self.name, value, self.weight, detail)
+
+
+def default_rankers(load: LoadStrategy = LoadStrategy.SPREAD) -> tuple[Ranker, ...]:
+    return (PriceRanker(), TimeRanker(), LoadRanker(load), RTTRanker())
+
+
+def _tiebreak(seed: str, provider: str) -> int:
+    digest = hashlib.blake2b(f"{seed}/{provider}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def rank(
+    candidates: Sequence[Candidate],
+    placement: Placement,
+    rankers: Sequence[Ranker],
+    seed: str,
+) -> list[Ranked]:
+    """Candidates best first, each with the scores that put it there."""
+    out: list[Ranked] = []
+    for candidate in candidates:
+        scores = tuple(r.score(candidate, placement, candidates) for r in rankers)
+        weights = sum(s.weight for s in scores)
+        total = sum(s.score * s.weight for s in scores) / weights if weights else 0.0
+        out.append(
+            Ranked(
+                candidate=candidate,
+                total=total,
+                scores=scores,
+                tiebreak=_tiebreak(seed, candidate.provider),
+            )
+        )
+    out.sort(key=lambda r: (-r.total, r.tiebreak))
+    return out
