@@ -1,39 +1,114 @@
 """Identity and authorization: Ed25519 keys, ``did:key``, keystore, capability tokens, trust.
 
-Owns: key pairs and signature checks (keys.py), ``did:key`` (did.py), errors (errors.py).
-Must not import: actor, network, or anything above them. Depends only on dms.errors and
-dms.types.
+Layers, bottom up: ``did`` and ``keys`` (identities and signatures), ``keystore`` (keys at rest),
+``tokens`` (signed grants and their chains, verified independent of time and trust), ``trust``
+(roots, anchors, revocations: the authorization decision), ``replay`` (nonces seen).
+Must not import: actor, network, or anything above them.
 """
 
 from dms.security.did import did_from_public_key, is_did, public_key_from_did
 from dms.security.errors import (
     DelegationError,
+    Expired,
+    ExpiryTooFar,
     InvalidDID,
     InvalidKey,
     InvalidSignature,
     InvalidToken,
     KeystoreError,
+    NotRooted,
+    Replayed,
     Revoked,
     TokenExpired,
     TrustStoreError,
     Unauthorized,
+    WrongAudience,
+    WrongSubject,
 )
 from dms.security.keys import KeyPair, verify_signature
+from dms.security.keystore import (
+    INTERACTIVE,
+    MINIMUM,
+    MODERATE,
+    PASSPHRASE_ENV,
+    KdfCost,
+    KeyInfo,
+    Keystore,
+    passphrase_from_env_or_prompt,
+)
+from dms.security.replay import ReplayGuard
+from dms.security.tokens import (
+    MAX_DEPTH,
+    Action,
+    ChainVerifier,
+    Link,
+    Token,
+    VerifiedChain,
+    decode_token,
+    delegate,
+    encode_token,
+    grant,
+    grants,
+    implies,
+    revocation,
+    revocation_id,
+    token_from_text,
+    token_to_text,
+    verify_chain,
+)
+from dms.security.trust import PUBLIC_PREFIX, TRUST_FILE, TrustContext, TrustFile, trust_path
 
 __all__ = [
+    "INTERACTIVE",
+    "MAX_DEPTH",
+    "MINIMUM",
+    "MODERATE",
+    "PASSPHRASE_ENV",
+    "PUBLIC_PREFIX",
+    "TRUST_FILE",
+    "Action",
+    "ChainVerifier",
     "DelegationError",
+    "Expired",
+    "ExpiryTooFar",
     "InvalidDID",
     "InvalidKey",
     "InvalidSignature",
     "InvalidToken",
+    "KdfCost",
+    "KeyInfo",
     "KeyPair",
+    "Keystore",
     "KeystoreError",
+    "Link",
+    "NotRooted",
+    "ReplayGuard",
+    "Replayed",
     "Revoked",
+    "Token",
     "TokenExpired",
+    "TrustContext",
+    "TrustFile",
     "TrustStoreError",
     "Unauthorized",
+    "VerifiedChain",
+    "WrongAudience",
+    "WrongSubject",
+    "decode_token",
+    "delegate",
     "did_from_public_key",
+    "encode_token",
+    "grant",
+    "grants",
+    "implies",
     "is_did",
+    "passphrase_from_env_or_prompt",
     "public_key_from_did",
+    "revocation",
+    "revocation_id",
+    "token_from_text",
+    "token_to_text",
+    "trust_path",
+    "verify_chain",
     "verify_signature",
 ]
