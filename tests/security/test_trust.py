@@ -197,6 +197,12 @@ class TestRefusals:
         with pytest.raises(TokenExpired):
             trust.authorize(keys.alice.did, Action.INVOKE, COMMIT, [irrelevant, expired], NOW)
 
+    def test_an_unknown_action_is_refused_naming_the_accepted_ones(
+        self, trust: TrustContext, keys: Keys
+    ) -> None:
+        with pytest.raises(InvalidToken, match="invoke, delegate, broadcast, revoke"):
+            trust.authorize(keys.alice.did, "call", COMMIT, [grant_alice(keys)], NOW)  # type: ignore[arg-type]
+
     def test_every_refusal_is_a_security_error(self, trust: TrustContext, keys: Keys) -> None:
         for kind in (Unauthorized, WrongSubject, WrongAudience, NotRooted, TokenExpired, Revoked):
             assert issubclass(kind, SecurityError)

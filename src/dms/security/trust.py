@@ -88,6 +88,14 @@ _RANK: tuple[tuple[type[SecurityError], int], ...] = (
 )
 
 
+def _action(action: Action | str) -> Action:
+    try:
+        return Action(action)
+    except ValueError as exc:
+        accepted = ", ".join(a.value for a in Action)
+        raise InvalidToken("action", action, f"one of {accepted}") from exc
+
+
 def _rank(exc: SecurityError) -> int:
     return next((rank for kind, rank in _RANK if isinstance(exc, kind)), 0)
 
@@ -222,7 +230,7 @@ class TrustContext:
         if not is_did(did):
             raise InvalidDID(did, "cannot be a root")
         self._roots[did] = None
-        log.info("root added", did=did)
+        log.debug("root added", did=did)
 
     def remove_root(self, did: str) -> bool:
         if did not in self._roots:
@@ -237,13 +245,13 @@ class TrustContext:
             raise DelegationError(token_id(token), "action", str(token.action), "delegate")
         self._require[revocation_id(token)] = token
         self._require_by_subject.setdefault(token.subject, []).append(verified)
-        log.info("require anchor added", subject=token.subject, capabilities=token.capabilities)
+        log.debug("require anchor added", subject=token.subject, capabilities=token.capabilities)
 
     def add_provide_anchor(self, token: Token) -> None:
         """A token to present to others (see :meth:`tokens_for`)."""
         self._verifier.verify(token)
         self._provide[revocation_id(token)] = token
-        log.info("provide anchor added", issuer=token.root.issuer, capabilities=token.capabilities)
+        log.debug("provide anchor added", issuer=token.root.issuer, capabilities=token.capabilities)
 
     def remove_anchor(self, rid: str) -> bool:
         """Forget a require or provide anchor by its ``issuer#subject#nonce``."""
@@ -269,7 +277,7 @@ class TrustContext:
         new = rid not in self._revoked
         self._revoked[rid] = revoke_token
         if new:
-            log.info("token revoked", revocation=rid)
+            log.debug("token revoked", revocation=rid)
         return new
 
     def is_revoked(self, token: Grant | str) -> bool:
@@ -312,7 +320,7 @@ class TrustContext:
         DelegationError, Revoked, TokenExpired, WrongAudience, NotRooted, WrongSubject or
         Unauthorized (all SecurityError).
         """
-        action = Action(action)
+        action = _action(action)
         if capability.startswith(PUBLIC_PREFIX):
             return
         if caller_did in self._roots or (self.local_did and caller_did == self.local_did):
@@ -413,7 +421,7 @@ class TrustContext:
 
         ``subject`` keeps only tokens granted to that DID (the sender of the message).
         """
-        action = Action(action)
+        action = _action(action)
         if capability.startswith(PUBLIC_PREFIX):
             return ()
         found: list[Token] = []
