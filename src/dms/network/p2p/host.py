@@ -1,0 +1,108 @@
+"""Building the libp2p host: Ed25519 identity from the seed, TCP, Noise only, yamux only.
+
+py-libp2p's defaults are wrong for us in a few measured ways; every correction is made here, in
+one place, when a host is built:
+
+- security: ``new_host()`` offers Noise, TLS, SECIO *and plaintext* unless told otherwise; we pass
+  Noise alone, so a plaintext (or any other) dialer fails negotiation and is disconnected;
+- muxer: yamux alone (mplex has no flow control, so no backpressure);
+- the 250 ms dial delay: ``Swarm.dial_peer`` starts a dial and then waits up to 250 ms ("happy
+  eyeballs") before looking at the result, unless the dial fails or the per-peer connection
+  limit is reached. With ``max_connections_per_peer=1`` a successful dial reaches the limit and
+  ends the wait at once: dials take ~10-25 ms on loopback instead of ~260 ms. One connection per
+  peer is what we want anyway (one long-lived stream per direction on it);
+- dial retries: the swarm retries a failed dial 3 times with backoff and then refuses the peer
+  for 60 s; we retry on our own schedule (``Reconnector``), so the swarm tries once;
+- the auto-connector (it dials peerstore entries to keep 50 connections) is off: we decide whom
+  to keep connected;
+- gossipsub queue sizes: see :func:`tune_pubsub`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import multiaddr
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from dms.network.p2p.identity import check_seed
+from dms.network.p2p.settings import GossipSettings, P2PSettings
+
+_NS_PER_S = 1e9
+
+
+def key_pair_from_seed(seed: bytes) -> KeyPair:
+    """The libp2p Ed25519 key pair of a 32-byte seed (the same key as dms.security's)."""
+    return create_new_key_pair(check_seed(seed))
+
+
+def build_host(seed: bytes, settings: P2PSettings) -> IHost:
+    key_pair = key_pair_from_seed(seed)
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    dial_timeout = settings.dial_timeout_ns / _NS_PER_S
+    connections = ConnectionConfig(
+        max_connections_per_peer=1,  # ends the 250 ms dial wait on success (see above)
+        min_connections=0,
+        low_watermark=0,  # no auto-connector dials
+        dial_timeout=dial_timeout,
+        outbound_upgrade_timeout=dial_timeout,
+    )
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=[multiaddr.Multiaddr(a) for a in settings.listen],
+        connection_config=connections,
+        enable_mDNS=settings.mdns,
+    )
+    # new_host() has no parameter for the retry policy: one attempt, we schedule retries.
+    host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    return host
+
+
+def tune_pubsub(gossip: GossipSettings) -> None:
+    """Raise py-libp2p's gossipsub queue sizes; they are module constants read at use.
+
+    ``Pubsub`` gives each subscription a 32-message channel and each peer a 32-RPC outbound
+    queue, and silently drops what does not fit. The constructor takes neither size, so we raise
+    the module-level values. Idempotent; affects every Pubsub in this process (we run one).
+    """
+    import libp2p.pubsub.pubsub as pubsub_module
+    from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize, RpcQueue
+
+    queue_size = gossip.outbound_queue
+
+    class _RpcQueue(RpcQueue):
+        def __init__(
+            self, max_size: int = queue_size, max_message_size: int = DefaultMaxMessageSize
+        ) -> None:
+            super().__init__(max_size, max_message_size)
+
+    pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = gossip.subscription_buffer
+    pubsub_module.RpcQueue = _RpcQueue  # type: ignore[attr-defined]
+
+
+def listen_addresses(host: IHost) -> list[str]:
+    """Dialable addresses with the /p2p/<peer id> suffix."""
+    peer = host.get_id().to_base58()
+    result: list[str] = []
+    for address in host.get_addrs():
+        text = str(address)
+        if "/p2p/" not in text:
+            text = f"{text}/p2p/{peer}"
+        result.append(text)
+    return result
+
+
+def addresses_without_peer(addresses: Sequence[multiaddr.Multiaddr]) -> list[str]:
+    return [str(a).split("/p2p/")[0] for a in addresses]
