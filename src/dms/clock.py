@@ -4,12 +4,14 @@ Two readings, for two jobs:
 
 - ``now_ns()``: wall-clock nanoseconds since the Unix epoch. Comparable between machines; used
   for message and token expiry.
-- ``monotonic_ns()``: nanoseconds of the event loop's clock. Never jumps; used for intervals
-  (rate limits, restart-intensity windows, uptime). It follows trio's mock clock in tests.
+- ``monotonic_ns()``: a clock that never jumps; used for intervals (rate limits,
+  restart-intensity windows, uptime).
 
-``RealClock`` is production. ``LoopClock`` derives both readings from the event loop's clock, so
-under trio's ``MockClock`` (the ``autojump_clock`` fixture) expiry moves with virtual time too;
-every ``LoopClock`` with the same epoch agrees with every other in the same run. ``ManualClock``
+``RealClock`` is production: the system's clocks, cheap enough to read for every message.
+``LoopClock`` derives both readings from the event loop's clock, so under trio's ``MockClock``
+(the ``autojump_clock`` fixture) expiry, rate limits and restart windows all move with virtual
+time; every ``LoopClock`` with the same epoch agrees with every other in the same run. Tests
+that sleep in virtual time use a ``LoopClock``. ``ManualClock``
 is set by hand, for synchronous unit tests.
 """
 
@@ -39,13 +41,13 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """The system's wall clock for ``now_ns``; the event loop's clock for intervals and sleeps."""
+    """The system's wall clock and monotonic clock; sleeps on the event loop."""
 
     def now_ns(self) -> int:
         return time.time_ns()
 
     def monotonic_ns(self) -> int:
-        return int(anyio.current_time() * NS_PER_S)
+        return time.monotonic_ns()
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

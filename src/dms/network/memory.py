@@ -196,6 +196,14 @@ class _InLink:
 _DIRECT = ""
 
 
+def _only(group: BaseExceptionGroup[BaseException], error: BaseException | None) -> bool:
+    """Whether ``group`` holds nothing but ``error`` (however deeply nested)."""
+    leaves = group.exceptions
+    while len(leaves) == 1 and isinstance(leaves[0], BaseExceptionGroup):
+        leaves = leaves[0].exceptions
+    return error is not None and len(leaves) == 1 and leaves[0] is error
+
+
 class MemoryNetwork:
     """One node on a :class:`Fabric`. Implements :class:`dms.network.Network`."""
 
@@ -244,7 +252,12 @@ class MemoryNetwork:
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(exc_type, exc, tb)
+            try:
+                await task_group.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                if not _only(group, exc):
+                    raise
+                # The body's own error, merely wrapped: let it propagate as it was raised.
 
     def _shutdown(self) -> None:
         if self.state is NetworkState.STOPPED:
