@@ -10,7 +10,12 @@ frames), ``settings``, ``host`` (the libp2p host and every correction to py-libp
 """
 
 from dms.network.p2p.discovery import SERVICE_KEY
-from dms.network.p2p.errors import InvalidAddress, InvalidPeerID, PeerNotFound, ProtocolViolation
+from dms.network.p2p.errors import (
+    InvalidAddress,
+    InvalidPeerID,
+    ListenFailed,
+    PeerNotFound,
+)
 from dms.network.p2p.identity import (
     did_from_peer_id,
     peer_id_from_did,
@@ -28,10 +33,10 @@ __all__ = [
     "GossipSettings",
     "InvalidAddress",
     "InvalidPeerID",
+    "ListenFailed",
     "P2PNetwork",
     "P2PSettings",
     "PeerNotFound",
-    "ProtocolViolation",
     "did_from_peer_id",
     "peer_id_from_did",
     "peer_id_from_public_key",

@@ -23,13 +23,18 @@ from libp2p.abc import IHost
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo as LibPeerInfo
+from structlog.typing import FilteringBoundLogger
 
 from dms.log import get_logger
 from dms.network.base import PeerID, PeerInfo
 from dms.network.p2p.errors import PeerNotFound
 from dms.network.p2p.host import addresses_without_peer
 
-log = get_logger(component="p2p.discovery")
+
+def _log() -> FilteringBoundLogger:
+    """A logger made at use, so that it follows the configuration set after import."""
+    return get_logger(component="p2p.discovery")
+
 
 SERVICE_NAME = "dms/service/1"
 SERVICE_KEY = (b"\x12\x20" + hashlib.sha256(SERVICE_NAME.encode()).digest()).hex()
@@ -47,7 +52,15 @@ class DHT:
         try:
             await self.kad.add_peer(peer)
         except Exception as exc:  # a routing-table refusal is not our caller's problem
-            log.debug("routing table refused a peer", peer=peer.to_base58(), error=str(exc))
+            _log().debug("routing table refused a peer", peer=peer.to_base58(), error=str(exc))
+
+    async def add_connected(self) -> int:
+        """Put every connected, identified peer in the routing table; return the table's size."""
+        table = self.kad.routing_table
+        for peer in self._host.get_connected_peers():
+            if not table.peer_in_table(peer):
+                await self.add_peer(peer)
+        return self.routing_table_size()
 
     async def find_peer(self, peer: PeerID) -> list[str]:
         """The addresses of ``peer`` (without /p2p); raises PeerNotFound."""
@@ -63,14 +76,14 @@ class DHT:
         try:
             return bool(await self.kad.provide(key))
         except Exception as exc:
-            log.warning("advertising failed", key=key, error=str(exc))
+            _log().warning("advertising failed", key=key, error=str(exc))
             return False
 
     async def find_providers(self, key: str = SERVICE_KEY, count: int = 20) -> list[PeerInfo]:
         try:
             found = await self.kad.find_providers(key, count)
         except Exception as exc:
-            log.warning("provider lookup failed", key=key, error=str(exc))
+            _log().warning("provider lookup failed", key=key, error=str(exc))
             return []
         merged: dict[str, list[str]] = {}
         for info in found:
@@ -118,7 +131,7 @@ class MDNSBridge:
             try:
                 self.send.send_nowait(info)
             except trio.WouldBlock:
-                log.warning("mDNS discovery dropped: dialer busy", peer=info.peer_id.to_base58())
+                _log().warning("mDNS discovery dropped: dialer busy", peer=info.peer_id.to_base58())
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
 

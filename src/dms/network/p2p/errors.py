@@ -7,8 +7,8 @@
      +-- InvalidPeerID      a peer id or DID that is not an Ed25519 identity
     NetworkError
      +-- PeerUnreachable    (dms.network.base) no route to the peer, or its connection failed
+     +-- ListenFailed       a listen address is taken or cannot be bound
      +-- PeerNotFound       the DHT does not know where the peer is
-     +-- ProtocolViolation  a peer broke the frame protocol (oversized frame, truncated frame)
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ class InvalidPeerID(InputError):
     """A peer id (or DID) that is not an Ed25519 libp2p identity."""
 
 
+class ListenFailed(NetworkError):
+    """A listen address is in use (by anyone, another dms node included) or cannot be bound."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        super().__init__(f"network.listen: cannot listen on {address}: {reason}")
+
+
 class PeerNotFound(NetworkError):
     """The DHT was asked for a peer nobody knows the addresses of."""
 
     def __init__(self, peer: str, reason: str) -> None:
         self.peer = peer
         super().__init__(f"peer {peer} not found: {reason}")
-
-
-class ProtocolViolation(NetworkError):
-    """A peer sent bytes that break the frame protocol; its connection is dropped."""
-
-    def __init__(self, peer: str, reason: str) -> None:
-        self.peer = peer
-        super().__init__(f"peer {peer} violated the frame protocol: {reason}")

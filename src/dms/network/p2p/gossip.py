@@ -21,13 +21,18 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from structlog.typing import FilteringBoundLogger
 
 from dms.log import get_logger
 from dms.network.base import FrameTooLarge, PeerID, TopicHandler, TopicValidator
 from dms.network.p2p.host import tune_pubsub
 from dms.network.p2p.settings import GossipSettings
 
-log = get_logger(component="p2p.gossip")
+
+def _log() -> FilteringBoundLogger:
+    """A logger made at use, so that it follows the configuration set after import."""
+    return get_logger(component="p2p.gossip")
+
 
 MAX_MESSAGE = 512 * 1024
 """Largest frame published on a topic (gossipsub refuses RPCs over 1 MiB, signatures included)."""
@@ -112,7 +117,7 @@ class Gossip:
                 try:
                     await handler(origin, message.data)
                 except Exception:
-                    log.exception("topic handler failed", topic=topic, origin=origin)
+                    _log().exception("topic handler failed", topic=topic, origin=origin)
 
 
 def _adapt(topic: str, validator: TopicValidator) -> SyncValidatorFn:
@@ -122,7 +127,7 @@ def _adapt(topic: str, validator: TopicValidator) -> SyncValidatorFn:
         try:
             return bool(validator(ID(message.from_id).to_base58(), message.data))
         except Exception:
-            log.warning("topic validator raised; message rejected", topic=topic, exc_info=True)
+            _log().warning("topic validator raised; message rejected", topic=topic, exc_info=True)
             return False
 
     return validate

@@ -13,28 +13,41 @@ one place, when a host is built:
   peer is what we want anyway (one long-lived stream per direction on it);
 - dial retries: the swarm retries a failed dial 3 times with backoff and then refuses the peer
   for 60 s; we retry on our own schedule (``Reconnector``), so the swarm tries once;
-- the auto-connector (it dials peerstore entries to keep 50 connections) is off: we decide whom
-  to keep connected;
-- gossipsub queue sizes: see :func:`tune_pubsub`.
+- the auto-connector (it dials any peerstore entry to keep ~150 connections) never dials: we
+  decide whom to keep connected;
+- gossipsub queue sizes: see :func:`tune_pubsub`;
+- listening: py-libp2p binds with SO_REUSEPORT, so a second node on a taken port starts happily
+  and the kernel splits incoming connections between the two; :func:`check_listen_free`
+  probes each fixed port first (without SO_REUSEPORT) and refuses a taken one;
+- logs: py-libp2p's logger does not propagate (its warnings bypass our handlers) and a few of
+  its loggers report, at warning or error level, what is normal or what we report ourselves:
+  see :func:`quiet_libp2p_logs`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from collections.abc import Sequence
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.swarm import Swarm
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from dms.network.p2p.errors import ListenFailed
 from dms.network.p2p.identity import check_seed
 from dms.network.p2p.settings import GossipSettings, P2PSettings
 
@@ -46,14 +59,55 @@ def key_pair_from_seed(seed: bytes) -> KeyPair:
     return create_new_key_pair(check_seed(seed))
 
 
+NOISY_LOGGERS = {
+    # "Failed to read DHT message from stream" whenever a peer closes a DHT stream (measured)
+    "libp2p.kad_dht.kad_dht": logging.ERROR,
+    # every failed dial and refused stream, which we raise as PeerUnreachable with the reason
+    "libp2p.transport.tcp.tcp": logging.CRITICAL,
+    "libp2p.host.basic_host": logging.CRITICAL,
+}
+
+
+def quiet_libp2p_logs() -> None:
+    """Route libp2p's logs through ours, minus the noise. ``LIBP2P_DEBUG`` still overrides."""
+    if os.environ.get("LIBP2P_DEBUG"):
+        return
+    logging.getLogger("libp2p").propagate = True
+    for name, level in NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def swarm_of(host: IHost) -> Swarm:
+    swarm = host.get_network()
+    assert isinstance(swarm, Swarm), f"new_host() built a {type(swarm).__name__}, not a Swarm"
+    return swarm
+
+
+def check_listen_free(addresses: Sequence[str]) -> None:
+    """Raise ListenFailed for a fixed TCP port that something already listens on."""
+    for address in addresses:
+        maddr = multiaddr.Multiaddr(address)
+        port = int(maddr.value_for_protocol("tcp"))
+        if port == 0:
+            continue
+        family, host = socket.AF_INET, maddr.value_for_protocol("ip4")
+        if host is None:
+            family, host = socket.AF_INET6, maddr.value_for_protocol("ip6")
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+            try:
+                probe.bind((str(host), port))
+            except OSError as exc:
+                raise ListenFailed(address, exc.strerror or str(exc)) from None
+
+
 def build_host(seed: bytes, settings: P2PSettings) -> IHost:
+    quiet_libp2p_logs()
     key_pair = key_pair_from_seed(seed)
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     dial_timeout = settings.dial_timeout_ns / _NS_PER_S
     connections = ConnectionConfig(
         max_connections_per_peer=1,  # ends the 250 ms dial wait on success (see above)
-        min_connections=0,
-        low_watermark=0,  # no auto-connector dials
         dial_timeout=dial_timeout,
         outbound_upgrade_timeout=dial_timeout,
     )
@@ -65,9 +119,22 @@ def build_host(seed: bytes, settings: P2PSettings) -> IHost:
         connection_config=connections,
         enable_mDNS=settings.mdns,
     )
+    swarm = swarm_of(host)
     # new_host() has no parameter for the retry policy: one attempt, we schedule retries.
-    host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    swarm.retry_config = RetryConfig(max_retries=0)
+    swarm.auto_connector = _NoAutoConnector(swarm)
     return host
+
+
+class _NoAutoConnector(AutoConnector):
+    """The swarm's auto-connector, minus the dialling: whom to keep connected is ours to say.
+
+    Its target is midway between the watermarks (150 connections by default) and it dials any
+    peerstore entry to get there, including peers we dropped for misbehaving.
+    """
+
+    async def maybe_connect(self) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 def tune_pubsub(gossip: GossipSettings) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from libp2p.abc import INetStream
+from structlog.typing import FilteringBoundLogger
 
 from dms.log import get_logger
 from dms.network.base import FrameTooLarge, PeerID, PeerUnreachable
@@ -36,7 +37,10 @@ READ_SIZE = 256 * 1024
 OpenStream = Callable[[], Awaitable[INetStream]]
 FrameSink = Callable[[PeerID, bytes], Awaitable[None]]
 
-log = get_logger(component="p2p.links")
+
+def _log() -> FilteringBoundLogger:
+    """A logger made at use, so that it follows the configuration set after import."""
+    return get_logger(component="p2p.links")
 
 
 class _Pending:
@@ -78,6 +82,7 @@ class Link:
     async def run(self) -> None:
         """The writer: runs until cancelled (network stop); fails what is queued on the way out."""
         receive = self._receive_channel
+        batch: list[_Pending] = []
         try:
             async for first in receive:
                 batch = [first]
@@ -93,16 +98,19 @@ class Link:
                 for pending in batch:
                     pending.error = error
                     pending.done.set()
+                batch = []
         finally:
             self._send_channel.close()
             stopped = PeerUnreachable(self.peer, "the network stopped")
             while True:
                 try:
-                    item = receive.receive_nowait()
+                    batch.append(receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
-                item.error = stopped
-                item.done.set()
+            for pending in batch:  # the batch being written, then everything still queued
+                if not pending.done.is_set():
+                    pending.error = stopped
+                    pending.done.set()
             with trio.CancelScope(shield=True):
                 await self._discard_stream()
 
@@ -118,7 +126,9 @@ class Link:
             except Exception as exc:  # libp2p raises many unrelated types; all mean "broken"
                 await self._discard_stream()
                 if had_stream:
-                    log.debug("stale stream, retrying on a new one", peer=self.peer, error=str(exc))
+                    _log().debug(
+                        "stale stream, retrying on a new one", peer=self.peer, error=str(exc)
+                    )
                     continue
                 return PeerUnreachable(self.peer, f"write failed: {exc or type(exc).__name__}")
             self.writes += 1
@@ -155,7 +165,7 @@ async def read_frames(
         for frame in decoder.feed(data):
             await sink(peer, frame)
     if decoder.pending:
-        log.warning("stream ended inside a frame", peer=peer, pending_bytes=decoder.pending)
+        _log().warning("stream ended inside a frame", peer=peer, pending_bytes=decoder.pending)
 
 
 def backoff(attempt: int, minimum_s: float, maximum_s: float) -> float:

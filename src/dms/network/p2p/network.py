@@ -41,9 +41,15 @@ from dms.network.base import (
     TopicValidator,
 )
 from dms.network.p2p.discovery import DHT, SERVICE_KEY, MDNSBridge
-from dms.network.p2p.errors import ADDRESS_FORM, InvalidAddress, PeerNotFound
+from dms.network.p2p.errors import ADDRESS_FORM, InvalidAddress, ListenFailed, PeerNotFound
 from dms.network.p2p.gossip import Gossip
-from dms.network.p2p.host import addresses_without_peer, build_host, listen_addresses
+from dms.network.p2p.host import (
+    addresses_without_peer,
+    build_host,
+    check_listen_free,
+    listen_addresses,
+    swarm_of,
+)
 from dms.network.p2p.identity import check_seed, peer_id_from_seed, public_key_from_peer_id
 from dms.network.p2p.links import Link, backoff, read_frames
 from dms.network.p2p.settings import P2PSettings, check_peer_address
@@ -125,12 +131,11 @@ class P2PNetwork:
         self._dht = DHT(host) if settings.dht else None
         host.get_network().register_notifee(_Watcher(self))
         listen = [multiaddr.Multiaddr(a) for a in settings.listen]
+        check_listen_free(settings.listen)
         try:
             await stack.enter_async_context(host.run(listen))
         except OSError as exc:
-            raise NetworkClosed(
-                f"network.listen: cannot listen on {', '.join(settings.listen)}: {exc.strerror}"
-            ) from exc
+            raise ListenFailed(", ".join(settings.listen), exc.strerror or str(exc)) from exc
         await stack.enter_async_context(background_trio_service(self._gossip.pubsub))
         await stack.enter_async_context(background_trio_service(self._gossip.router))
         await self._gossip.pubsub.wait_until_ready()
@@ -328,13 +333,34 @@ class P2PNetwork:
             return PeerInfo(
                 peer_id=peer, addresses=addresses, connected=True, rtt_ms=self._rtt_ms.get(peer)
             )
+        found = await self._lookup(peer)
+        return PeerInfo(peer_id=peer, addresses=tuple(found), connected=False)
+
+    async def _lookup(self, peer: PeerID) -> list[str]:
+        """Ask the DHT for a peer's addresses, again while the network settles, until the deadline.
+
+        Right after connections are made the routing tables may not hold them yet (a peer enters
+        them once identify has told us its listen addresses), so a miss is retried with backoff.
+        """
         if self._dht is None:
-            raise PeerNotFound(peer, "the DHT is off (network.dht = false) and it is not connected")
-        with trio.move_on_after(self._settings.dht_timeout_ns / _NS):
-            found = await self._dht.find_peer(peer)
-            self._remember(peer, found)
-            return PeerInfo(peer_id=peer, addresses=tuple(found), connected=False)
-        raise PeerNotFound(peer, "the DHT lookup timed out")
+            raise PeerNotFound(peer, "the DHT is off and the peer is not connected")
+        timeout = self._settings.dht_timeout_ns / _NS
+        reason = "no DHT node knows its addresses"
+        attempt = 0
+        with trio.move_on_after(timeout):
+            while True:
+                if await self._dht.add_connected() == 0:
+                    raise PeerNotFound(peer, "no DHT peers to ask (connect or bootstrap first)")
+                try:
+                    found = await self._dht.find_peer(peer)
+                except PeerNotFound as exc:
+                    reason = str(exc).split(": ", 1)[-1]
+                else:
+                    self._remember(peer, found)
+                    return found
+                await trio.sleep(backoff(attempt, 0.05, 1.0))
+                attempt += 1
+        raise PeerNotFound(peer, f"{reason} (gave up after {timeout:g} s)")
 
     async def advertise(self, key: str = SERVICE_KEY) -> bool:
         """Announce this node in the DHT as a provider of ``key`` (the dms service by default)."""
@@ -342,6 +368,7 @@ class P2PNetwork:
         if self._dht is None:
             return False
         with trio.move_on_after(self._settings.dht_timeout_ns / _NS):
+            await self._dht.add_connected()
             return await self._dht.advertise(key)
         return False
 
@@ -351,6 +378,7 @@ class P2PNetwork:
         if self._dht is None:
             return []
         with trio.move_on_after(self._settings.dht_timeout_ns / _NS):
+            await self._dht.add_connected()
             found = await self._dht.find_providers(key, count)
             for info in found:
                 self._remember(info.peer_id, list(info.addresses))
@@ -379,20 +407,16 @@ class P2PNetwork:
         if self.is_connected(peer):
             return
         addresses = self._known_addresses(peer)
-        if not addresses and self._dht is not None:
-            with trio.move_on_after(self._settings.dht_timeout_ns / _NS):
-                try:
-                    addresses = await self._dht.find_peer(peer)
-                    self._remember(peer, addresses)
-                except PeerNotFound:
-                    pass
         if not addresses:
-            raise PeerUnreachable(peer, "no known address; connect() to it or find() it first")
-        swarm = self._running().host.get_network()
+            try:
+                addresses = await self._lookup(peer)
+            except PeerNotFound as exc:
+                raise PeerUnreachable(peer, f"no known address, and {exc}") from None
+        swarm = swarm_of(self._running().host)
         peer_id = ID.from_base58(peer)
         errors = []
         for address in addresses:
-            swarm.unblock_peer(peer_id)  # type: ignore[attr-defined]  # our retries, not its 60 s ban
+            swarm.unblock_peer(peer_id)  # our retries, not its 60 s ban
             try:
                 with trio.fail_after(self._settings.dial_timeout_ns / _NS):
                     await swarm.dial_addr(multiaddr.Multiaddr(address), peer_id)

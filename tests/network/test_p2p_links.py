@@ -1,0 +1,203 @@
+"""The outbound link of one peer, against fake streams: batching, backpressure, retries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from dms.network.base import PeerUnreachable
+from dms.network.p2p.framing import FrameDecoder
+from dms.network.p2p.links import Link, backoff
+
+PEER = "12D3KooWPeer"
+
+
+class FakeStream:
+    """Records writes; can hold them at a gate or fail them."""
+
+    def __init__(self, *, fail_after_writes: int | None = None) -> None:
+        self.writes: list[bytes] = []
+        self.gate: trio.Event | None = None
+        self.fail_after_writes = fail_after_writes
+        self.was_reset = False
+
+    async def write(self, data: bytes) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_after_writes is not None and len(self.writes) >= self.fail_after_writes:
+            raise ConnectionResetError("stream reset by peer")
+        self.writes.append(data)
+
+    async def reset(self) -> None:
+        self.was_reset = True
+
+    def frames(self) -> list[bytes]:
+        decoder = FrameDecoder(1 << 20)
+        return [f for chunk in self.writes for f in decoder.feed(chunk)]
+
+
+class Opener:
+    """Hands out the given streams in order; raises PeerUnreachable when out of them."""
+
+    def __init__(self, *streams: FakeStream) -> None:
+        self.streams = list(streams)
+        self.opened = 0
+
+    async def __call__(self) -> FakeStream:
+        await trio.lowlevel.checkpoint()
+        if not self.streams:
+            raise PeerUnreachable(PEER, "connection refused")
+        self.opened += 1
+        return self.streams.pop(0)
+
+
+@asynccontextmanager
+async def running(link: Link) -> AsyncIterator[None]:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(link.run)
+        yield
+        nursery.cancel_scope.cancel()
+
+
+class Senders:
+    """One sender task per frame, started in order; ``outcomes`` says what became of each."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[object] = []
+        self.done = trio.Event()
+        self._remaining = 0
+
+    async def start(self, link: Link, frames: list[bytes], nursery: trio.Nursery) -> None:
+        """Start the senders, each queued (or blocked) before the next starts."""
+        self.outcomes = [None] * len(frames)
+        self._remaining = len(frames)
+        for index, frame in enumerate(frames):
+            nursery.start_soon(self._one, link, index, frame)
+            await trio.testing.wait_all_tasks_blocked()
+
+    async def _one(self, link: Link, index: int, frame: bytes) -> None:
+        try:
+            await link.send(frame)
+            self.outcomes[index] = "sent"
+        except PeerUnreachable as exc:
+            self.outcomes[index] = exc
+        self._remaining -= 1
+        if self._remaining == 0:
+            self.done.set()
+
+
+class TestBatching:
+    """Frames queued while a write is under way leave together in the next write."""
+
+    async def test_frames_queued_during_a_write_are_coalesced_into_one_write(self) -> None:
+        stream = FakeStream()
+        stream.gate = trio.Event()
+        link = Link(PEER, Opener(stream), buffer=16, batch_bytes=1 << 20)
+        frames = [f"frame {i}".encode() for i in range(5)]
+        senders = Senders()
+        async with running(link), trio.open_nursery() as nursery:
+            await senders.start(link, frames, nursery)
+            stream.gate.set()
+        assert senders.outcomes == ["sent"] * 5
+        assert len(stream.writes) == 2
+        assert stream.frames() == frames
+
+    async def test_a_batch_stops_at_the_byte_budget(self) -> None:
+        stream = FakeStream()
+        stream.gate = trio.Event()
+        link = Link(PEER, Opener(stream), buffer=16, batch_bytes=10)
+        frames = [b"x" * 6 for _ in range(5)]
+        async with running(link), trio.open_nursery() as nursery:
+            await Senders().start(link, frames, nursery)
+            stream.gate.set()
+        # the first frame alone, then pairs: each write stops once it holds >= 10 bytes
+        assert [len(w) for w in stream.writes] == [10, 20, 20]
+        assert stream.frames() == frames
+
+
+class TestBackpressure:
+    """A full queue makes send() wait instead of growing; nothing is lost or reordered."""
+
+    async def test_senders_wait_while_the_queue_is_full(self) -> None:
+        stream = FakeStream()
+        stream.gate = trio.Event()
+        link = Link(PEER, Opener(stream), buffer=2, batch_bytes=1 << 20)
+        frames = [f"frame {i}".encode() for i in range(10)]
+        async with running(link), trio.open_nursery() as nursery:
+            await Senders().start(link, frames, nursery)
+            # one frame is in the writer's hands, two wait in the queue, seven wait in send()
+            assert link.queued == 2
+            assert stream.writes == []
+            stream.gate.set()
+        assert stream.frames() == frames
+
+
+class TestFailures:
+    """A stale stream is replaced once; a peer that cannot be reached fails its senders."""
+
+    async def test_a_stream_that_breaks_after_working_is_replaced_transparently(self) -> None:
+        stale = FakeStream(fail_after_writes=1)
+        fresh = FakeStream()
+        opener = Opener(stale, fresh)
+        link = Link(PEER, opener, buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            await link.send(b"second")
+        assert (stale.frames(), fresh.frames()) == ([b"first"], [b"second"])
+        assert stale.was_reset and opener.opened == 2
+
+    async def test_a_fresh_stream_that_fails_fails_every_frame_of_its_batch(self) -> None:
+        broken = FakeStream(fail_after_writes=0)
+        link = Link(PEER, Opener(broken), buffer=8, batch_bytes=1 << 20)
+        senders = Senders()
+        async with trio.open_nursery() as nursery:
+            await senders.start(link, [b"a", b"b", b"c"], nursery)  # queued, no writer yet
+            async with running(link):
+                await senders.done.wait()
+        assert [str(r) for r in senders.outcomes] == [
+            f"peer {PEER} unreachable: write failed: stream reset by peer"
+        ] * 3
+
+    async def test_an_unreachable_peer_fails_the_sender_with_the_dial_error(self) -> None:
+        link = Link(PEER, Opener(), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            with pytest.raises(PeerUnreachable, match="connection refused"):
+                await link.send(b"hello")
+
+    async def test_frames_still_queued_when_the_network_stops_fail_their_senders(self) -> None:
+        stream = FakeStream()
+        stream.gate = trio.Event()
+        link = Link(PEER, Opener(stream), buffer=8, batch_bytes=1 << 20)
+        outcomes: list[object] = []
+
+        async def sender(frame: bytes) -> None:
+            try:
+                await link.send(frame)
+                outcomes.append("sent")
+            except PeerUnreachable as exc:
+                outcomes.append(str(exc))
+
+        async with trio.open_nursery() as senders, trio.open_nursery() as writer:
+            writer.start_soon(link.run)
+            for frame in (b"a", b"b", b"c"):
+                senders.start_soon(sender, frame)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.cancel_scope.cancel()
+        # the frame being written and those still queued fail with a reason: nobody waits forever
+        assert outcomes == [f"peer {PEER} unreachable: the network stopped"] * 3
+        with pytest.raises(PeerUnreachable, match="network is stopping"):
+            await link.send(b"late")
+
+
+class TestBackoff:
+    """Redial delays double from the minimum up to the maximum."""
+
+    @pytest.mark.parametrize(
+        ("attempt", "expected"), [(0, 0.2), (1, 0.4), (3, 1.6), (10, 30.0), (1000, 30.0)]
+    )
+    def test_delays_double_and_stop_at_the_cap(self, attempt: int, expected: float) -> None:
+        assert backoff(attempt, 0.2, 30.0) == pytest.approx(expected)
