@@ -256,6 +256,20 @@ class TestChildren:
             assert parent_stats.children is not None
             assert parent_stats.children.children[0].restarts == 1
 
+    async def test_a_child_that_keeps_failing_takes_its_parent_down(self) -> None:
+        async with one_node() as node:
+            parent = await node.spawn(Parent, "parent")
+            await node.invoke(parent, "/test/spawn", Note("kid"), type(None))
+            first = node.actor("parent")
+            for n in range(2):
+                await node.send(node.handle_of("kid"), "/test/crash", Ping(n))
+                await anyio.wait_all_tasks_blocked()
+            assert node.actor("parent") is not first
+            stats = next(c for c in node.supervisor.statistics().children if c.id == "parent")
+            assert stats.failures == {"RestartIntensityExceeded": 1}
+            with pytest.raises(UnknownActor):
+                node.handle_of("kid")
+
     async def test_stopping_a_parent_stops_its_children(self) -> None:
         async with one_node() as node:
             parent = await node.spawn(Parent, "parent", restart=Restart.TEMPORARY)

@@ -306,9 +306,7 @@ class ActorCell:
                 f"the message is addressed to {envelope.to.did}, not to {self.did}",
             )
         behavior = self.behaviors.get(envelope.behavior)
-        if behavior is None or (
-            behavior.options.expiry_ns and behavior.options.expiry_ns <= now_ns
-        ):
+        if behavior is None or (behavior.expiry_ns and behavior.expiry_ns <= now_ns):
             if behavior is not None:
                 del self.behaviors[envelope.behavior]
             raise UnknownBehavior(self.inbox, envelope.behavior, len(self.behaviors))
@@ -321,7 +319,7 @@ class ActorCell:
             now_ns,
             audience=self.did,
         )
-        system.rate_check(envelope.sender.did, behavior.options.rate_class)
+        system.rate_check(envelope.sender.did, behavior.rate_class, now_ns)
         return behavior
 
     async def deliver(
@@ -341,7 +339,9 @@ class ActorCell:
             finally:
                 self.busy = False
             return
-        await self.mailbox.put((envelope, message, reply))
+        mailbox = self.mailbox
+        if not mailbox.push((envelope, message, reply)):
+            await mailbox.put((envelope, message, reply))
 
     def can_inline(self, behavior: Behavior) -> bool:
         """Whether a message for ``behavior`` may be handled in the sender's task right now."""
@@ -355,7 +355,7 @@ class ActorCell:
     def _handle_sync(
         self, envelope: Envelope, message: Any, reply: ReplySlot | None, behavior: Behavior
     ) -> None:
-        if behavior.options.one_shot:
+        if behavior.one_shot:
             self.behaviors.pop(behavior.path, None)
         try:
             result = behavior.handler(message, envelope)
@@ -400,7 +400,7 @@ class ActorCell:
                     if not behavior.is_async:
                         self._handle_sync(envelope, message, reply, behavior)
                         continue
-                    if behavior.options.one_shot:
+                    if behavior.one_shot:
                         self.behaviors.pop(behavior.path, None)
                     self._current = reply
                     try:

@@ -71,6 +71,10 @@ class Behavior:
     is_async: bool
     capability: str
     decoder: msgspec.json.Decoder[Any]
+    # Copied out of ``options``: read for every message.
+    expiry_ns: int
+    rate_class: str
+    one_shot: bool
 
 
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
@@ -98,6 +102,9 @@ def bind(spec: BehaviorSpec, handler: Handler) -> Behavior:
         is_async=is_async,
         capability=spec.options.capability or spec.path,
         decoder=decoder_for(spec.request),
+        expiry_ns=spec.options.expiry_ns,
+        rate_class=spec.options.rate_class,
+        one_shot=spec.options.one_shot,
     )
 
 

@@ -35,6 +35,19 @@ class Mailbox(Generic[T]):
     def __len__(self) -> int:
         return len(self.items)
 
+    def push(self, item: T) -> bool:
+        """Queue ``item`` if there is room (False otherwise, or once closed)."""
+        items = self.items
+        if len(items) >= self.capacity or self.closed:
+            return False
+        items.append(item)
+        if len(items) > self.max_depth:
+            self.max_depth = len(items)
+        if self._nonempty is not None:
+            self._nonempty.set()
+            self._nonempty = None
+        return True
+
     async def put(self, item: T) -> None:
         """Queue ``item``, waiting while the mailbox is full; ActorStopped once closed."""
         items = self.items

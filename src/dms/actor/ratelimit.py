@@ -3,7 +3,7 @@ exhausts its own budget and everyone else's messages still get through.
 
 Each (sender DID, rate class) pair has its own bucket of ``burst`` tokens refilled at
 ``per_s``; a message takes one token or is refused with :class:`RateLimited`. Time is passed
-in (monotonic nanoseconds), so tests use virtual time. The number of buckets is bounded: past
+in (nanoseconds; a clock that steps back refills nothing), so tests use virtual time. The number of buckets is bounded: past
 ``max_buckets``, the least recently created ones are forgotten (a forgotten bucket starts full,
 which errs on the side of letting a message through, never of refusing one).
 """
@@ -73,10 +73,12 @@ class RateLimiter:
                 self._evict()
             self._buckets[key] = [burst - 1.0, float(now_ns)]
             return
-        tokens = bucket[0] + (now_ns - bucket[1]) * per_ns
+        elapsed = now_ns - bucket[1]
+        tokens = bucket[0] + elapsed * per_ns if elapsed > 0 else bucket[0]
         if tokens > burst:
             tokens = float(burst)
-        bucket[1] = float(now_ns)
+        if elapsed > 0:
+            bucket[1] = float(now_ns)
         if tokens < 1.0:
             bucket[0] = tokens
             raise RateLimited(sender, rate_class, per_ns * NS_PER_S, burst)

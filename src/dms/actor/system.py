@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from dms.actor.actor import Actor, ActorCell, ActorFactory, actor_start
 from dms.actor.auth import Authorizer
 from dms.actor.behavior import Empty, bind, make_spec
+from dms.actor.deadline import Deadlines
 from dms.actor.envelope import (
     REPLY_PREFIX,
     Envelope,
@@ -236,6 +237,7 @@ class ActorSystem:
         self._validated: OrderedDict[bytes, Envelope] = OrderedDict()
         self._outbox: deque[tuple[PeerID, bytes]] = deque()
         self._outbox_wake = anyio.Event()
+        self._deadlines = Deadlines()
         self._nonce_prefix = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self.refusals: dict[str, int] = {}
@@ -261,6 +263,7 @@ class ActorSystem:
         self._task_group = task_group
         try:
             task_group.start_soon(self._send_outbox)
+            task_group.start_soon(self._deadlines.run)
             await task_group.start(self._run_root)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
@@ -416,10 +419,11 @@ class ActorSystem:
             return ()
         return self.authorizer.tokens_for(audience, capability, action, now, subject=cell.did)
 
-    def rate_check(self, sender_did: str, rate_class: str) -> None:
+    def rate_check(self, sender_did: str, rate_class: str, now_ns: int) -> None:
+        """Take one token from the sender's budget for ``rate_class`` (wall-clock ``now_ns``)."""
         if self._exempt_local and sender_did == self.did:
             return
-        self.limiter.check(sender_did, rate_class, self.clock.monotonic_ns())
+        self.limiter.check(sender_did, rate_class, now_ns)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -495,6 +499,16 @@ class ActorSystem:
             if target.can_inline(admitted):
                 # A plain handler on an idle actor: answered before deliver() returns.
                 await target.deliver(envelope, message, slot, admitted)
+            elif len(target.mailbox) < target.mailbox.capacity:
+                # Room in the mailbox: only the reply is waited for, under the shared timer.
+                self._deadlines.add(
+                    slot, timeout, functools.partial(InvokeTimeout, behavior, str(to), timeout)
+                )
+                try:
+                    await target.deliver(envelope, message, slot, admitted)
+                    await slot.wait()
+                finally:
+                    self._deadlines.discard(slot, timeout)
             else:
                 with anyio.move_on_after(timeout):
                     await target.deliver(envelope, message, slot, admitted)
@@ -762,7 +776,7 @@ class ActorSystem:
                 behavior = cell.behaviors.get(path)
                 if behavior is None:
                     raise UnknownBehavior(inbox, path, len(cell.behaviors))
-                self.rate_check(envelope.sender.did, behavior.options.rate_class)
+                self.rate_check(envelope.sender.did, behavior.rate_class, now)
                 if behavior.request not in decoded:
                     decoded[behavior.request] = self._decode(
                         behavior.decoder, envelope.payload, path
