@@ -23,7 +23,27 @@ $(STAMP): pyproject.toml constraints.txt $(SYSDEPS)
 
 setup: $(STAMP) fixtures
 
-fixtures: $(STAMP)
+# WASM fixtures and examples, built from C (clang's wasm32-wasi target) and WAT (wabt) into
+# build/wasm/, only when a source changed. Tests find them there.
+WASM_OUT := build/wasm
+WASM_CC := clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Wextra
+WASM_FIXTURES := $(patsubst wasm/%.c,$(WASM_OUT)/%.wasm,$(wildcard wasm/*.c)) \
+	$(patsubst wasm/%.wat,$(WASM_OUT)/%.wasm,$(wildcard wasm/*.wat)) \
+	$(WASM_OUT)/hello.wasm
+
+fixtures: $(STAMP) $(WASM_FIXTURES)
+
+$(WASM_OUT)/%.wasm: wasm/%.c | $(SYSDEPS)
+	@mkdir -p $(@D)
+	$(WASM_CC) $< -o $@
+
+$(WASM_OUT)/%.wasm: wasm/%.wat | $(SYSDEPS)
+	@mkdir -p $(@D)
+	wat2wasm $< -o $@
+
+$(WASM_OUT)/hello.wasm: examples/hello/hello.c | $(SYSDEPS)
+	@mkdir -p $(@D)
+	$(WASM_CC) $< -o $@
 
 run: setup
 	$(PY) -m dms.demo
