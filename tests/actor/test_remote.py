@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import cast
 
 import anyio
@@ -209,3 +209,35 @@ class TestTopics:
             await a.publish("/test/numbers", "/test/tell", Ping(2))
             await anyio.wait_all_tasks_blocked()
             assert actor.seen == [1]
+
+
+class TestSimulation:
+    """Hundreds of whole nodes in one process, on virtual time."""
+
+    async def test_five_hundred_nodes_each_invoke_their_neighbour(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        count = 500
+        fabric = Fabric(seed=3, default_link=LinkSpec(latency_ns=10 * MS))
+        keys = [KeyPair.generate() for _ in range(count)]
+        async with AsyncExitStack() as stack:
+            nodes = []
+            for i, key in enumerate(keys):
+                # Node i is called by node i - 1 only: that is the one key it trusts.
+                trust = TrustContext(local_did=key.did, roots=[keys[i - 1].did])
+                node = system(fabric, f"n{i}", keypair=key, trust=trust)
+                nodes.append(await stack.enter_async_context(node))
+            echoes = [await node.spawn(Echo, "echo") for node in nodes]
+            answers: list[Pong] = []
+            start = trio.current_time()
+
+            async def ask(i: int) -> None:
+                answers.append(
+                    await nodes[i].invoke(echoes[(i + 1) % count], "/test/echo", Ping(i), Pong)
+                )
+
+            async with anyio.create_task_group() as tg:
+                for i in range(count):
+                    tg.start_soon(ask, i)
+            assert sorted(a.n for a in answers) == list(range(count))
+            assert trio.current_time() - start == pytest.approx(0.020)

@@ -86,7 +86,10 @@ R = TypeVar("R")
 NS_PER_S = 1_000_000_000
 ROOT_INBOX = "root"
 STATS_BEHAVIOR = "/dms/actor/stats"
-_VALIDATED_CACHE = 256
+_VALIDATED_CACHE = 128
+_VALIDATED_MAX_FRAME = 64 * 1024
+"""Topic frames verified by the validator are kept (up to this many, this large) so the
+handler that follows does not verify the signature a second time."""
 
 
 class RootActor(Actor):
@@ -745,9 +748,10 @@ class ActorSystem:
         except DMSError as exc:
             self._refused(exc)
             return False
-        self._validated[frame] = envelope
-        if len(self._validated) > _VALIDATED_CACHE:
-            self._validated.popitem(last=False)
+        if len(frame) <= _VALIDATED_MAX_FRAME:
+            self._validated[frame] = envelope
+            if len(self._validated) > _VALIDATED_CACHE:
+                self._validated.popitem(last=False)
         return True
 
     async def _on_topic(self, topic: str, origin: PeerID, frame: bytes) -> None:
@@ -755,9 +759,11 @@ class ActorSystem:
         try:
             envelope = self._validated.pop(frame, None)
             if envelope is None:
-                if not self._validate_topic(topic, origin, frame):
-                    return
-                envelope = self._validated.pop(frame)
+                envelope = open_frame(frame)
+                if envelope.topic != topic:
+                    raise MalformedEnvelope(
+                        "topic", envelope.topic, f"the topic it came on ({topic})"
+                    )
             self._replay.check(envelope.sender.did, envelope.nonce, envelope.expiry, now)
             self.authorizer.authorize(
                 envelope.sender.did, Action.BROADCAST, topic, envelope.tokens, now
