@@ -156,7 +156,7 @@ class TestDeadlines:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(node.invoke, handle, "/test/gated", Ping(1), Pong)
                 await echo_of(node).entered.wait()
-                await node.send(handle, "/test/async-tell", Ping(2), expiry_ns=1_000_000_000)
+                await node.send(handle, "/test/async-tell", Ping(2), ttl_ns=1_000_000_000)
                 await anyio.sleep(2)
                 echo_of(node).gate.set()
             assert echo_of(node).seen == [1]

@@ -113,10 +113,10 @@ class Actor:
     # -- messaging -----------------------------------------------------------------------------
 
     async def send(
-        self, to: Handle, behavior: str, message: Any, *, expiry_ns: int | None = None
+        self, to: Handle, behavior: str, message: Any, *, ttl_ns: int | None = None
     ) -> None:
         cell = self.cell
-        await cell.system.send(to, behavior, message, expiry_ns=expiry_ns, sender=cell)
+        await cell.system.send(to, behavior, message, ttl_ns=ttl_ns, sender=cell)
 
     async def invoke(
         self,
@@ -178,7 +178,11 @@ class Actor:
         await self.cell.children().terminate_child(inbox)
 
     def stop(self) -> None:
-        """Ask this actor to stop after the message it is handling."""
+        """Stop after the message in hand; queued messages fail with ActorStopped.
+
+        This is a normal exit: a permanent actor is started again by its supervisor (as in
+        OTP); spawn it ``transient`` or ``temporary`` to make the stop final.
+        """
         self.cell.request_stop()
 
 

@@ -436,10 +436,13 @@ class ActorSystem:
         behavior: str,
         message: Any,
         *,
-        expiry_ns: int | None = None,
+        ttl_ns: int | None = None,
         sender: ActorCell | None = None,
     ) -> None:
-        """Fire and forget. Local refusals raise at once; remote ones are only counted there."""
+        """Fire and forget; the message expires ``ttl_ns`` from now (``actor.default_expiry``).
+
+        Local refusals raise at once; remote ones are only counted on the receiving node.
+        """
         cell = self._sender(sender)
         now = self.clock.now_ns()
         local = to.address.host == self.peer_id and not self.local_wire
@@ -448,7 +451,7 @@ class ActorSystem:
             cell.handle,
             behavior,
             self._nonce(),
-            now + (expiry_ns or self.default_expiry_ns),
+            now + (ttl_ns or self.default_expiry_ns),
             "",
             "",
             b"" if local else encode_payload(message),
