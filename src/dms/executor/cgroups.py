@@ -237,7 +237,8 @@ class Cgroups:
     @property
     def controllers(self) -> frozenset[str]:
         if self.mode is CgroupMode.V2:
-            found = frozenset(_read(self.bases[""] / "cgroup.subtree_control").split())
+            text = _read(self.bases[""] / "cgroup.subtree_control")
+            found = frozenset(name.lstrip("+") for name in text.split())
             return found & frozenset(V2_CONTROLLERS)
         return frozenset(self.bases)
 
@@ -339,7 +340,7 @@ def _try_v2(own: dict[str, str], mounted: dict[str, Path], reasons: list[str]) -
         reasons.append(f"v2: controllers {', '.join(missing)} not available in {base}")
         return None
     wanted = [name for name in V2_CONTROLLERS if name in available]
-    enabled = set(_read(base / "cgroup.subtree_control").split())
+    enabled = {name.lstrip("+") for name in _read(base / "cgroup.subtree_control").split()}
     if not set(wanted) <= enabled:
         try:
             _write(base / "cgroup.subtree_control", " ".join(f"+{name}" for name in wanted))

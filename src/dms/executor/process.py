@@ -55,6 +55,8 @@ from dms.executor.sandbox import SandboxMode, bwrap_argv, find_bwrap
 from dms.types.jobs import ExecutorType
 
 ATTACH_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+UNSET_PWD = "unset PWD; "
+"""The shell exports PWD; the workload's environment holds only what the request gives."""
 PIPE_READ = 64 * 1024
 MAX_THREAD_WAITERS = 1024
 """Threads that may wait for processes where pidfds are missing (Linux < 5.3)."""
@@ -157,7 +159,8 @@ class ProcessExecutor(ExecutorBase):
         cgroup = await self._cgroup(execution, warnings)
         prefix: list[str] = []
         if cgroup is not None:
-            prefix += ["/bin/sh", "-c", ATTACH_SCRIPT, "dms-attach", *cgroup.procs_files, "--"]
+            script = ATTACH_SCRIPT if "PWD" in env else UNSET_PWD + ATTACH_SCRIPT
+            prefix += ["/bin/sh", "-c", script, "dms-attach", *cgroup.procs_files, "--"]
         prefix += self._rlimits(request, cgroup, warnings)
         sandboxed = bool(self.bwrap)
         if sandboxed:
@@ -170,6 +173,7 @@ class ProcessExecutor(ExecutorBase):
                 share_net=request.network is not NetworkMode.NONE,
                 read_only=self.read_only_paths,
                 gpus=bool(request.gpus),
+                keep_pwd="PWD" in env,
             )
         elif request.network is NetworkMode.NONE:
             warnings.append(
@@ -318,9 +322,11 @@ class ProcessExecutor(ExecutorBase):
         finally:
             os.close(stdout_fd)
             os.close(stderr_fd)
+        # Without a memory cgroup the peak is unknown: ru_maxrss starts from the node's own RSS
+        # (the child shares the node's memory until exec), so it would mislead.
         usage = ResourceUsage(
             cpu_time=counted.cpu_time or int((rusage.ru_utime + rusage.ru_stime) * 1e9),
-            peak_memory=counted.peak_memory or rusage.ru_maxrss * 1024,
+            peak_memory=counted.peak_memory,
         )
         return _Ended(
             os.waitstatus_to_exitcode(status), usage, counted.oom_kills, execution.sandboxed

@@ -18,6 +18,7 @@ from pathlib import Path
 
 SYSTEM_PATHS = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/etc")
 PROBE_TIMEOUT_S = 10.0
+ENV = "/usr/bin/env"
 
 
 class SandboxMode(enum.StrEnum):
@@ -60,13 +61,19 @@ def bwrap_argv(
     share_net: bool,
     read_only: tuple[str, ...],
     gpus: bool,
+    keep_pwd: bool = False,
 ) -> list[str]:
-    """The bubblewrap command line that precedes the workload's own argv."""
+    """The bubblewrap command line that precedes the workload's own argv.
+
+    bubblewrap always sets ``PWD``; unless the request set it (``keep_pwd``), ``env -u PWD``
+    removes it again inside the sandbox.
+    """
     argv = [bwrap, "--die-with-parent", "--unshare-all"]
     if share_net:
         argv.append("--share-net")
-    argv += _binds(SYSTEM_PATHS + read_only)
+    argv += _binds(SYSTEM_PATHS)
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv += _binds(read_only)
     if gpus:
         for device in sorted(glob.glob("/dev/nvidia*")):
             argv += ["--dev-bind-try", device, device]
@@ -78,4 +85,6 @@ def bwrap_argv(
     if cwd not in (str(work), input_dir, output_dir):
         argv += ["--ro-bind-try", cwd, cwd]
     argv += ["--chdir", cwd, "--"]
+    if not keep_pwd and Path(ENV).exists():
+        argv += [ENV, "-u", "PWD", "--"]
     return argv
