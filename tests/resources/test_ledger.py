@@ -11,6 +11,7 @@ from dms.errors import InsufficientResources
 from dms.resources import (
     AllocationsRunning,
     Draining,
+    InvalidRequest,
     InvalidTransition,
     NotOnboarded,
     PortRequest,
@@ -88,6 +89,28 @@ class TestHold:
         )
         onboarded.hold("all", everything)
         assert onboarded.pools().free.is_zero()
+
+    @pytest.mark.parametrize(
+        ("asked", "field"),
+        [
+            pytest.param(need(cores=-1), "resources.cpu.cores", id="negative-cores"),
+            pytest.param(need(cores=float("nan")), "resources.cpu.cores", id="nan-cores"),
+            pytest.param(Resources(ram=-GiB), "resources.ram", id="negative-ram"),
+            pytest.param(Resources(disk=-1), "resources.disk", id="negative-disk"),
+            pytest.param(
+                need(gpus=(GPU(vram=-GiB),)), "resources.gpus[0].vram", id="negative-vram"
+            ),
+        ],
+    )
+    def test_negative_amounts_are_refused_before_anything_is_taken(
+        self, onboarded: SyncLedger, asked: Resources, field: str
+    ) -> None:
+        with pytest.raises(InvalidRequest) as raised:
+            onboarded.hold("b1", asked)
+        assert raised.value.field == field
+        with pytest.raises(InvalidRequest):
+            onboarded.commit("a1", resources=asked)
+        assert onboarded.pools().free == onboarded.pools().onboarded
 
     def test_holding_without_onboarding_is_refused(self, book: SyncLedger) -> None:
         with pytest.raises(NotOnboarded):

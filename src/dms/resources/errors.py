@@ -10,6 +10,7 @@
      |    +-- AllocationsRunning              offboard refused: these allocations run
      |    +-- StillReserved                   new amounts would not cover what is reserved
      +-- ReservationError
+     |    +-- InvalidRequest (also an InputError)  negative or non-finite amounts
      |    +-- ReservationNotFound             no reservation has that id
      |    +-- ReservationConflict             the same id repeated with different arguments
      |    +-- ReservationClosed               the reservation already ended (expired, released)
@@ -20,7 +21,7 @@
 
 from __future__ import annotations
 
-from dms.errors import OnboardingError, ResourceError
+from dms.errors import InputError, OnboardingError, ResourceError
 
 
 class NotOnboarded(OnboardingError):
@@ -53,6 +54,10 @@ class StillReserved(OnboardingError):
 
 class ReservationError(ResourceError):
     """A hold / commit / allocate / release that cannot be applied."""
+
+
+class InvalidRequest(InputError, ReservationError):
+    """Requested resources that no reservation can hold (a negative size, a NaN of cores)."""
 
 
 class ReservationNotFound(ReservationError):

@@ -18,6 +18,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable
 
@@ -28,6 +29,7 @@ from dms.resources import ports as port_table
 from dms.resources.errors import (
     AllocationsRunning,
     Draining,
+    InvalidRequest,
     InvalidTransition,
     NotOnboarded,
     ReservationClosed,
@@ -269,6 +271,21 @@ def _take(conn: sqlite3.Connection, requested: Resources, operation: str) -> Res
     )
 
 
+def _check_requested(requested: Resources) -> None:
+    """Amounts must be finite and not negative: a negative need would grow the free pool."""
+    cores = requested.cpu.cores
+    if not math.isfinite(cores) or cores < 0:
+        raise InvalidRequest("resources.cpu.cores", cores, "a number of cores of at least 0")
+    for field, value in (("resources.ram", requested.ram), ("resources.disk", requested.disk)):
+        if value < 0:
+            raise InvalidRequest(field, value, "a size of at least 0 bytes")
+    for i, gpu in enumerate(requested.gpus):
+        if gpu.vram < 0:
+            raise InvalidRequest(
+                f"resources.gpus[{i}].vram", gpu.vram, "a size of at least 0 bytes"
+            )
+
+
 def _check_ttl(ttl_ns: int) -> None:
     if ttl_ns <= 0:
         raise ReservationError(f"ttl: {ttl_ns} ns is not a duration greater than 0")
@@ -369,6 +386,7 @@ def hold(
             return existing
         raise ReservationClosed("bid", bid_id, existing.state, existing.reason)
     _check_ttl(ttl_ns)
+    _check_requested(requested)
     taken = _take(conn, requested, f"hold resources for bid {bid_id}")
     return _insert(
         conn,
@@ -444,6 +462,7 @@ def commit(
         requested = held.requested
         reason = "the bid's hold had expired; reserved anew"
     assert requested is not None
+    _check_requested(requested)
     taken = _take(conn, requested, f"commit allocation {allocation_id}")
     ports = port_table.reserve(conn, allocation_id, port_request, port_range, probe)
     return _insert(
