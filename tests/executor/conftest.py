@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
+import docker.errors
 import pytest
+
+from .engine import (
+    IMAGE,
+    PODMAN_ULIMITS,
+    Engine,
+    EngineUnavailable,
+    Podman,
+    docker_engine,
+    import_image,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 WASM_BUILD = REPO / "build" / "wasm"
@@ -36,3 +47,29 @@ async def read_bytes(path: str | Path) -> bytes:
 
 async def read_text(path: str | Path) -> str:
     return await anyio.Path(path).read_text()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """A Docker-compatible API with the test image; skips only when neither engine works."""
+    reasons: list[str] = []
+    try:
+        found = docker_engine()
+    except (EngineUnavailable, docker.errors.DockerException) as exc:
+        found = None
+        reasons.append(f"docker: {exc}")
+    if found is not None:
+        yield found
+        return
+    podman = Podman()
+    try:
+        podman.start()
+        import_image(podman.base_url)
+    except (EngineUnavailable, docker.errors.DockerException, OSError) as exc:
+        podman.stop()
+        reasons.append(f"podman: {exc}")
+        pytest.skip("no Docker-compatible engine works here: " + "; ".join(reasons))
+    try:
+        yield Engine(podman.base_url, IMAGE, PODMAN_ULIMITS, "podman")
+    finally:
+        podman.stop()

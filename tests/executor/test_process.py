@@ -93,6 +93,11 @@ class TestCommands:
             result = await executor.wait("p1")
         assert await read_text(result.stdout_path) == "ONLY=this\n"
 
+    async def test_gpus_are_named_to_the_command(self, executor: ProcessExecutor) -> None:
+        await executor.start(command("/usr/bin/env", gpus=("0", "2")))
+        result = await executor.wait("p1")
+        assert await read_text(result.stdout_path) == "CUDA_VISIBLE_DEVICES=0,2\n"
+
     async def test_feeds_stdin(self, executor: ProcessExecutor) -> None:
         await executor.start(command("cat", stdin=b"to stdin\n"))
         result = await executor.wait("p1")

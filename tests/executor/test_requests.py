@@ -21,6 +21,9 @@ from dms.executor import (
 )
 from dms.types.jobs import ExecutorType
 
+TEXT = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+"""Text a process can receive: no NUL, no lone surrogates."""
+
 
 def request(**fields: object) -> ExecutionRequest:
     base: dict[str, object] = {"id": "alloc-1", "program": ProcessProgram(argv=("true",))}
@@ -39,6 +42,7 @@ class TestRequestValidation:
             ({"id": "a" * 129}, "id"),
             ({"id": "has space"}, "id"),
             ({"args": ("ok", "nul\x00")}, "args"),
+            ({"args": ("\ud800",)}, "args"),
             ({"env": (("1BAD", "x"),)}, "env"),
             ({"env": (("A=B", "x"),)}, "env"),
             ({"env": (("OK", "nul\x00"),)}, "env.OK"),
@@ -52,6 +56,7 @@ class TestRequestValidation:
             "id-too-long",
             "id-with-space",
             "nul-in-args",
+            "surrogate-in-args",
             "env-name-digit",
             "env-name-equals",
             "nul-in-env-value",
@@ -130,10 +135,10 @@ class TestRequestWire:
     """Requests survive a JSON round trip, and bad JSON is refused, not half-decoded."""
 
     @given(
-        args=st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00")), max_size=4),
+        args=st.lists(st.text(alphabet=TEXT), max_size=4),
         env=st.dictionaries(
             st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
-            st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=8),
+            st.text(alphabet=TEXT, max_size=8),
             max_size=4,
         ),
         memory=st.integers(min_value=0, max_value=2**40),

@@ -243,6 +243,7 @@ class ExecutionRequest(msgspec.Struct, frozen=True, kw_only=True):
             path = getattr(self, field)
             if path and (not path.startswith("/") or "\x00" in path):
                 raise InvalidRequest(field, path, "an absolute path")
+            _check_strings(field, (path,))
         _check_strings("gpus", self.gpus)
 
     @property
@@ -257,6 +258,10 @@ def _check_strings(field: str, values: tuple[str, ...]) -> None:
     for value in values:
         if "\x00" in value:
             raise InvalidRequest(field, value, "text without NUL characters")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise InvalidRequest(field, value, "valid Unicode text (no lone surrogates)") from None
 
 
 # --- what comes back ---------------------------------------------------------------------------

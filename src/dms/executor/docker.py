@@ -53,6 +53,10 @@ LONG_CALLS = 4096
 """Threads that may block on waits and log streams (three per running container)."""
 
 
+_API_FAILURES = (docker.errors.DockerException, OSError, ValueError)
+"""What the SDK raises: its own errors, transport errors (requests' are OSErrors), bad JSON."""
+
+
 class _Ended(NamedTuple):
     code: int
     oom_killed: bool
@@ -232,13 +236,15 @@ class DockerExecutor(ExecutorBase):
     async def _wait(self, container: Container, execution: Execution) -> _Ended:
         peak = [0, 0]  # peak memory, last CPU total
 
-        async with anyio.create_task_group() as helpers:
-            helpers.start_soon(self._pump, container.id, "stdout", execution.stdout)
-            helpers.start_soon(self._pump, container.id, "stderr", execution.stderr)
-            helpers.start_soon(self._sample, container, peak)
-            status = await anyio.to_thread.run_sync(container.wait, limiter=self._streams)
+        async with anyio.create_task_group() as pumps:
+            pumps.start_soon(self._pump, container.id, "stdout", execution.stdout)
+            pumps.start_soon(self._pump, container.id, "stderr", execution.stderr)
+            async with anyio.create_task_group() as sampler:
+                sampler.start_soon(self._sample, container, peak)
+                status = await anyio.to_thread.run_sync(container.wait, limiter=self._streams)
+                sampler.cancel_scope.cancel()
             await self._call(container.reload)
-            helpers.cancel_scope.deadline = anyio.current_time() + PUMP_GRACE_S
+            pumps.cancel_scope.deadline = anyio.current_time() + PUMP_GRACE_S
         state = container.attrs.get("State", {})
         code = int(status.get("StatusCode", state.get("ExitCode", -1)))
         return _Ended(
@@ -259,15 +265,15 @@ class DockerExecutor(ExecutorBase):
             for chunk in chunks:
                 sink.write(chunk)
 
-        with contextlib.suppress(docker.errors.DockerException, OSError):
+        with contextlib.suppress(*_API_FAILURES):
             await anyio.to_thread.run_sync(follow, abandon_on_cancel=True, limiter=self._streams)
 
     async def _sample(self, container: Container, peak: list[int]) -> None:
         while True:
             try:
                 stats = await self._call(container.stats, stream=False)
-            except docker.errors.DockerException:
-                return
+            except _API_FAILURES:
+                return  # the container is gone, or this engine has no stats for it
             memory = stats.get("memory_stats") or {}
             peak[0] = max(peak[0], int(memory.get("max_usage") or 0), int(memory.get("usage") or 0))
             cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
