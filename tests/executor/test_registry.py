@@ -31,8 +31,14 @@ class TestRouting:
             assert registry.find("a") is null
             assert registry.find("missing") is None
             await null.wait("a")
-            assert not registry.is_alive("a")
+            assert not await registry.is_alive("a")
             assert [info.status for info in registry.list()] == [ExecutionStatus.SUCCEEDED]
+
+    async def test_is_alive_while_an_execution_runs(self, autojump_clock: object) -> None:
+        async with ExecutorRegistry([NullExecutor()], default=ExecutorType.NULL) as registry:
+            await registry.start(ExecutionRequest(id="a", program=NullProgram(duration=60 * 10**9)))
+            assert await registry.is_alive("a")
+            assert not await registry.is_alive("b")
 
     async def test_an_executor_type_not_running_is_unavailable_naming_the_others(self) -> None:
         async with ExecutorRegistry([NullExecutor()]) as registry:

@@ -117,7 +117,9 @@ class ExecutorRegistry:
                 return executor
         return None
 
-    def is_alive(self, execution_id: str) -> bool:
+    async def is_alive(self, execution_id: str) -> bool:
+        """True while some executor runs ``execution_id`` (the start-up sanity check's question;
+        run ``cleanup`` first so that executions of an earlier node process count as ended)."""
         return any(executor.is_alive(execution_id) for executor in self._running.values())
 
     def list(self) -> tuple[ExecutionInfo, ...]:
