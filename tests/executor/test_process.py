@@ -33,6 +33,8 @@ from .conftest import read_bytes, read_text
 SECOND = 10**9
 MIB = 1024**2
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+EXTRA_PATHS = () if PYTHON.startswith("/usr/") else (sys.base_prefix,)
+"""What the sandbox must also show for PYTHON to run inside it."""
 
 
 def command(*argv: str, execution_id: str = "p1", **fields: object) -> ExecutionRequest:
@@ -45,7 +47,7 @@ def sh(script: str, execution_id: str = "p1", **fields: object) -> ExecutionRequ
 
 @pytest.fixture
 async def executor(work_dir: Path) -> AsyncIterator[ProcessExecutor]:
-    async with ProcessExecutor(work_dir) as running:
+    async with ProcessExecutor(work_dir, read_only_paths=EXTRA_PATHS) as running:
         yield running
 
 
