@@ -3,7 +3,8 @@
 cgroup v2 is used when its memory and pids controllers can be delegated below the node's own
 cgroup; otherwise the v1 controllers (memory, cpu, cpuacct, pids, freezer) that can be written;
 otherwise none (the process executor then falls back to rlimits). Cgroups are created below the
-node's own cgroup in each hierarchy, named ``dms-<execution id>``. Everything here is blocking
+node's own cgroup in each hierarchy, named by the caller (the process executor uses
+``dms-<work label>-<execution id>``, unique per node and execution). Everything here is blocking
 file I/O on cgroupfs: call it from a worker thread where latency matters.
 
 The filesystem root and the ``/proc/self`` files are parameters, so the logic can be tested

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import math
 import os
 import shutil
@@ -207,6 +208,8 @@ class ExecutorBase(abc.ABC):
                 "work_dir", None, f"a folder for the {self.kind.value} executor's executions"
             )
         self.work_dir = Path(work_dir).absolute() if work_dir is not None else None
+        self.work_label = hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:12]
+        """Tells this executor's cgroups and containers from other nodes' on the machine."""
         self._executions: dict[str, Execution] = {}
         self._stack: contextlib.AsyncExitStack | None = None
         self._tg: TaskGroup | None = None

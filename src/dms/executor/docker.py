@@ -1,8 +1,9 @@
 """The docker executor: containers through the Docker API (Docker itself or podman's service).
 
 The client talks to ``base_url`` if given, else ``DOCKER_HOST``, else the default socket. Every
-API call is blocking and runs in a worker thread. A container is named ``dms-<execution id>`` and
-labelled with its execution id and a hash of this executor's work folder, so ``cleanup`` finds
+API call is blocking and runs in a worker thread. A container is named
+``dms-<work label>-<execution id>`` and labelled with its execution id and the work label (a hash
+of this executor's work folder), so ``cleanup`` finds
 (and kills, and removes) what an earlier node process left. Output is streamed into capped files
 while the container runs; memory and CPU are sampled from the stats endpoint every
 ``stats_interval`` seconds (peak memory is the highest sample, so short runs may report 0).
@@ -16,7 +17,6 @@ and ``/output``. stdin is not supported: pass input through ``input_dir``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -83,8 +83,6 @@ class DockerExecutor(ExecutorBase):
         self.default_ulimits = dict(ulimits or {})
         self.stats_interval = stats_interval
         self.keep_containers = keep_containers
-        assert self.work_dir is not None
-        self.work_label = hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:16]
         self._max_concurrent = max_concurrent
         self._client: docker.DockerClient | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -193,7 +191,7 @@ class DockerExecutor(ExecutorBase):
         options: dict[str, Any] = {
             "image": program.image,
             "command": [*program.cmd, *request.args] or None,
-            "name": f"dms-{request.id}",
+            "name": f"dms-{self.work_label}-{request.id}",
             "labels": {LABEL_EXECUTION: request.id, LABEL_WORK: self.work_label},
             "environment": request.env_dict(),
             "network_mode": request.network.value,

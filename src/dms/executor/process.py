@@ -223,7 +223,7 @@ class ProcessExecutor(ExecutorBase):
                 warnings.append(f"limits.{name} is not enforced: no {name} cgroup here")
         if self.cgroups.mode is CgroupMode.NONE:
             return None
-        name = f"dms-{execution.id}"
+        name = f"dms-{self.work_label}-{execution.id}"
         try:
             cgroup = await anyio.to_thread.run_sync(
                 self.cgroups.create,
