@@ -315,6 +315,21 @@ class TestThisMachine:
         assert [g.vram for g in free.gpus] == [68702699520 - 11071488, 68702699520 - 34359738368]
         assert [g.uuid for g in free.gpus] == [g.uuid for g in spec.gpus]
 
+    def test_the_spec_is_cached_until_asked_fresh(self, tmp_path: Path) -> None:
+        calls: list[int] = []
+
+        class Counting:
+            name = "counting"
+
+            def read(self) -> tuple[GPUReading, ...]:
+                calls.append(1)
+                return ()
+
+        hardware = SystemHardware(tmp_path, [Counting()])
+        assert hardware.spec_sync() == hardware.spec_sync()
+        hardware.spec_sync(fresh=True)
+        assert len(calls) == 2
+
     def test_idle_usage_frees_everything(self) -> None:
         spec = HardwareSpec(cpu=CPUInfo(cores=2, threads=4), ram=8 * MiB, disk=100 * MiB)
         free = idle_usage(spec, disk_free=40 * MiB).free(spec)

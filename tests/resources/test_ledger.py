@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from dms.resources import (
     StillReserved,
     ledger,
 )
+from dms.resources import ports as port_table
+from dms.resources.ports import PortRange, can_bind
 from dms.resources.records import TRANSITIONS
 from dms.store import Database
 from dms.types import GPU, GPUVendor, Resources
@@ -349,6 +352,19 @@ class TestPorts:
     ) -> None:
         with pytest.raises(PortsUnavailable, match=message):
             onboarded.commit("a1", resources=need(), ports=request_)
+
+    def test_a_port_in_use_on_this_machine_is_skipped(self, onboarded: SyncLedger) -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            busy = listener.getsockname()[1]
+            assert not can_bind(busy)
+            taken = onboarded.db.transact_sync(
+                lambda c: port_table.reserve(
+                    c, "a1", PortRequest(dynamic=1), PortRange(busy, min(busy + 50, 65535))
+                )
+            )
+        assert len(taken) == 1 and busy not in taken
 
     def test_an_expired_commit_frees_its_ports(self, onboarded: SyncLedger) -> None:
         onboarded.commit("a1", resources=need(), ttl_s=1, ports=PortRequest(dynamic=3))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -265,13 +266,25 @@ class SystemHardware:
         *,
         cpuinfo: Path = Path("/proc/cpuinfo"),
         cpu_sample_s: float = 0.2,
+        spec_ttl_s: float = 60.0,
     ) -> None:
         self.work_dir = work_dir
         self.gpu_sources = tuple(default_sources() if gpu_sources is None else gpu_sources)
         self.cpuinfo = cpuinfo
         self.cpu_sample_s = cpu_sample_s
+        self.spec_ttl_s = spec_ttl_s
+        self._spec: tuple[float, HardwareSpec] | None = None
 
-    def spec_sync(self) -> HardwareSpec:
+    def spec_sync(self, *, fresh: bool = False) -> HardwareSpec:
+        """The machine's spec, re-read at most every ``spec_ttl_s`` (GPU tools can be slow)."""
+        now = time.monotonic()
+        if not fresh and self._spec is not None and now - self._spec[0] < self.spec_ttl_s:
+            return self._spec[1]
+        spec = self._detect()
+        self._spec = (now, spec)
+        return spec
+
+    def _detect(self) -> HardwareSpec:
         cpu, problems = detect_cpu(self.cpuinfo)
         ram = psutil.virtual_memory().total
         disk_path = existing_parent(self.work_dir)
