@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from dms.actor.envelope import Envelope
+from dms.types import quantity
 
 PUBLIC_PREFIX = "/public/"
 DEFAULT_RATE_CLASS = "default"
@@ -84,7 +85,7 @@ def decoder_for(kind: type[Any]) -> msgspec.json.Decoder[Any]:
     """One JSON decoder per message type (building one costs more than decoding)."""
     decoder = _DECODERS.get(kind)
     if decoder is None:
-        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind, dec_hook=quantity.dec_hook)
     return decoder
 
 

@@ -20,6 +20,7 @@ import msgspec
 from dms.actor.errors import ErrorCode, MalformedEnvelope
 from dms.actor.handle import Handle
 from dms.security import InvalidSignature, KeyPair, Token, public_key_from_did, verify_signature
+from dms.types import quantity
 
 DOMAIN = b"dms-envelope-v1\x00"
 REPLY_PREFIX = "/dms/actor/replyto/"
@@ -75,7 +76,8 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 _encoder = msgspec.msgpack.Encoder()
 _envelope_decoder = msgspec.msgpack.Decoder(Envelope)
 _signed_decoder = msgspec.msgpack.Decoder(SignedEnvelope)
-_json_encoder = msgspec.json.Encoder()
+# Quantities (Size, Duration, ...) travel in their exact text form, as in ensemble files.
+_json_encoder = msgspec.json.Encoder(enc_hook=quantity.enc_hook)
 _reply_decoder = msgspec.json.Decoder(Reply)
 _AT = re.compile(r"at `\$(.*?)`")
 

@@ -31,7 +31,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from dms.actor.actor import Actor, ActorCell, ActorFactory, actor_start
 from dms.actor.auth import Authorizer
-from dms.actor.behavior import Empty, bind, make_spec
+from dms.actor.behavior import Empty, bind, decoder_for, make_spec
 from dms.actor.deadline import Deadlines
 from dms.actor.envelope import (
     REPLY_PREFIX,
@@ -734,7 +734,7 @@ class ActorSystem:
             elif slot.response is None or slot.response is type(None):
                 slot.resolve(None)
             else:
-                slot.resolve(msgspec.json.decode(reply.result, type=slot.response))
+                slot.resolve(decoder_for(slot.response).decode(reply.result))
         except (MalformedEnvelope, msgspec.DecodeError) as exc:
             field = field_of(exc) if isinstance(exc, msgspec.ValidationError) else ""
             slot.fail(RemoteError(ErrorCode.BAD_RESPONSE, type(exc).__name__, str(exc), field))

@@ -92,7 +92,30 @@ RESOURCES_V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (RESOURCES_V1,)
+ORCHESTRATOR_V1 = Migration(
+    2,
+    "orchestrator: deployments (desired and observed state)",
+    (
+        # One row per deployment; `record` is the whole msgpack DeploymentRecord, the other
+        # columns are copies for filtering and paging.
+        """
+        CREATE TABLE deployments (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            updated_ns INTEGER NOT NULL,
+            finished_ns INTEGER NOT NULL DEFAULT 0,
+            metadata BLOB NOT NULL,
+            record BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX deployments_status ON deployments (status, created_ns)",
+        "CREATE INDEX deployments_created ON deployments (created_ns)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (RESOURCES_V1, ORCHESTRATOR_V1)
 """The node's schema, in order. Append new migrations at the end."""
 
 check_order(MIGRATIONS)

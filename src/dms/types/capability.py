@@ -48,7 +48,8 @@ def _union(a: Iterable[T], b: Iterable[T]) -> tuple[T, ...]:
 
 class Connectivity(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     ports: tuple[int, ...] = ()
-    """Ports that must be open for the job (requirement) or can be opened (machine)."""
+    """Ports that must be open for the job (requirement) or can be opened (machine; a machine
+    listing none can open any, from its configured range)."""
     vpn: bool = False
     """Whether a VPN is required (requirement) or available (machine)."""
 
@@ -192,7 +193,7 @@ class Capability(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         locality, storage, price, time, KYC) is unchanged. Raises InsufficientResources.
         """
         taken = set(locked.connectivity.ports)
-        missing = sorted(taken - set(self.connectivity.ports))
+        missing = sorted(taken - set(self.connectivity.ports)) if self.connectivity.ports else []
         if missing:
             raise InsufficientResources(
                 "connectivity.ports",
@@ -282,7 +283,8 @@ def _check_locality(m: Capability, r: Capability) -> Check:
 
 
 def _check_connectivity(m: Capability, r: Capability) -> Check:
-    missing = sorted(set(r.connectivity.ports) - set(m.connectivity.ports))
+    # A machine that lists no ports opens any (its ResourceManager reserves them from a range).
+    missing = sorted(set(r.connectivity.ports) - set(m.connectivity.ports)) if m.connectivity.ports else []
     if missing:
         return Check("connectivity", False, f"ports {missing} not available")
     if r.connectivity.vpn and not m.connectivity.vpn:

@@ -11,7 +11,7 @@ step budget so a hopeless ensemble fails quickly. Everything it decided is retur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -115,13 +115,21 @@ def plan(
     rankers: Sequence[Ranker] | None = None,
     seed: str = "",
     max_steps: int = 20_000,
+    pools: Mapping[str, Sequence[Candidate]] | None = None,
+    reserved: bool = False,
 ) -> Plan:
-    """Choose providers for every placement, or say why that is impossible now."""
+    """Choose providers for every placement, or say why that is impossible now.
+
+    ``pools`` gives each node its own candidates (the providers that bid for it) instead of
+    ``candidates`` for all; with ``reserved`` their capacity is already held for that node (a
+    bid's hold), so nodes sharing a provider are not checked against each other's needs.
+    """
     rankers = default_rankers() if rankers is None else rankers
     decisions: dict[str, NodeDecision] = {}
     order: dict[str, list[Candidate]] = {}
     for placement in placements:
-        feasible, filtered = filter_candidates(candidates, placement)
+        pool = candidates if pools is None else pools.get(placement.node, ())
+        feasible, filtered = filter_candidates(pool, placement)
         ranked = rank(feasible, placement, rankers, seed)
         decisions[placement.node] = NodeDecision(
             node=placement.node, filtered=tuple(filtered), ranked=tuple(ranked)
@@ -131,7 +139,8 @@ def plan(
     for placement in placements:
         have = len(order[placement.node])
         if have < placement.replicas:
-            detail = _summarise(decisions[placement.node].filtered, len(candidates))
+            known = len(candidates) if pools is None else len(pools.get(placement.node, ()))
+            detail = _summarise(decisions[placement.node].filtered, known)
             need = f"{placement.replicas} providers" if placement.replicas > 1 else "a provider"
             return Plan(
                 assignment={},
@@ -145,7 +154,10 @@ def plan(
         for p in sorted(placements, key=lambda p: (len(order[p.node]) / p.replicas, p.node))
         for i in range(p.replicas)
     ]
-    remaining: dict[str, Capability] = {c.provider: c.capability for c in candidates}
+    remaining: dict[str, Capability] = {}
+    for pool in [candidates, *(pools or {}).values()]:
+        for c in pool:
+            remaining.setdefault(c.provider, c.capability)
     chosen: dict[str, list[Candidate]] = {p.node: [] for p in placements}
     steps = 0
     deepest_index, deepest_why = 0, ""
@@ -185,7 +197,8 @@ def plan(
                 continue
             before = remaining[candidate.provider]
             try:
-                remaining[candidate.provider] = before.subtract(placement.requirement)
+                if not reserved:
+                    remaining[candidate.provider] = before.subtract(placement.requirement)
             except InsufficientResources as exc:
                 note(
                     index,
