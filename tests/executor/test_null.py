@@ -8,6 +8,9 @@ import anyio
 import msgspec
 import pytest
 import trio
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from trio.testing import MockClock
 
 from dms.executor import (
     DuplicateExecution,
@@ -269,3 +272,61 @@ async def test_two_hundred_executions_all_succeed(autojump_clock: object) -> Non
         for index in range(200):
             group.start_soon(executor.wait, f"x{index}")
     assert all(info.status is ExecutionStatus.SUCCEEDED for info in executor.list())
+
+
+script = st.tuples(
+    st.integers(min_value=1, max_value=100),  # duration, s
+    st.integers(min_value=0, max_value=3),  # exit code
+    st.integers(min_value=0, max_value=100),  # timeout, s (0: none)
+    st.one_of(st.none(), st.integers(min_value=1, max_value=100)),  # cancel after, s
+)
+
+
+class TestEndings:
+    """Whatever the mix of durations, timeouts and cancels, each execution ends exactly once,
+    by whichever came first, at that (virtual) time."""
+
+    @settings(max_examples=40, deadline=None)
+    @given(scripts=st.lists(script, min_size=1, max_size=8))
+    def test_the_first_of_exit_timeout_and_cancel_decides(
+        self, scripts: list[tuple[int, int, int, int | None]]
+    ) -> None:
+        for duration, _, timeout, cancel_at in scripts:
+            present = [t for t in (duration, timeout or None, cancel_at) if t is not None]
+            assume(len(present) == len(set(present)))  # no ties
+        executor = NullExecutor()
+        trio.run(run_scripts, executor, scripts, clock=MockClock(autojump_threshold=0))
+        for index, (duration, code, timeout, cancel_at) in enumerate(scripts):
+            result = executor.status(f"e{index}").result
+            assert result is not None
+            first = min(t for t in (duration, timeout or None, cancel_at) if t is not None)
+            if first == cancel_at:
+                assert result.status is ExecutionStatus.CANCELLED
+            elif first == timeout:
+                assert result.status is ExecutionStatus.TIMED_OUT
+            else:
+                assert result.exit_code == code
+            assert result.duration == first * SECOND
+
+
+async def run_scripts(
+    executor: NullExecutor, scripts: list[tuple[int, int, int, int | None]]
+) -> None:
+    async with executor:
+        async with anyio.create_task_group() as group:
+            for index, (duration, code, timeout, cancel_at) in enumerate(scripts):
+                request = ExecutionRequest(
+                    id=f"e{index}",
+                    program=NullProgram(duration=duration * SECOND, exit_code=code),
+                    limits=Limits(timeout=timeout * SECOND),
+                )
+                await executor.start(request)
+                if cancel_at is not None:
+                    group.start_soon(cancel_later, executor, f"e{index}", cancel_at)
+        for index in range(len(scripts)):
+            await executor.wait(f"e{index}")
+
+
+async def cancel_later(executor: NullExecutor, execution_id: str, after: int) -> None:
+    await trio.sleep(after)
+    await executor.cancel(execution_id)
