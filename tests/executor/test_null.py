@@ -105,6 +105,7 @@ class TestLifecycle:
         async with NullExecutor() as executor:
             await executor.start(null("a", duration=3600 * SECOND))
             await executor.start(null("b"))
+            await executor.wait("b")
         assert executor.status("a").status is ExecutionStatus.CANCELLED
         assert executor.status("b").status is ExecutionStatus.SUCCEEDED
 
