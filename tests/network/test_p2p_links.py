@@ -119,6 +119,36 @@ class TestBatching:
         assert stream.frames() == frames
 
 
+class TestHealthyLink:
+    """The first frame waits for its write; once the link works, send() returns when queued."""
+
+    async def test_the_first_send_waits_for_its_write_and_later_ones_do_not(self) -> None:
+        stream = FakeStream()
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            assert not link.healthy
+            await link.send(b"first")
+            assert (link.healthy, stream.frames()) == (True, [b"first"])
+            stream.gate = trio.Event()
+            await link.send(b"second")
+            await link.send(b"third")
+            assert stream.frames() == [b"first"]  # queued or being written, not lost
+            stream.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+        assert stream.frames() == [b"first", b"second", b"third"]
+
+    async def test_frames_sent_without_a_pause_leave_in_one_write(self) -> None:
+        stream = FakeStream()
+        link = Link(PEER, Opener(stream), buffer=64, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"hello")
+            for n in range(20):
+                await link.send(b"reply %d" % n)  # a handler answering a burst, no checkpoint
+            await trio.testing.wait_all_tasks_blocked()
+        assert len(stream.writes) == 2
+        assert stream.frames()[1:] == [b"reply %d" % n for n in range(20)]
+
+
 class TestBackpressure:
     """A full queue makes send() wait instead of growing; nothing is lost or reordered."""
 
@@ -147,8 +177,24 @@ class TestFailures:
         async with running(link):
             await link.send(b"first")
             await link.send(b"second")
+            await trio.testing.wait_all_tasks_blocked()
         assert (stale.frames(), fresh.frames()) == ([b"first"], [b"second"])
         assert stale.was_reset and opener.opened == 2
+        assert (link.healthy, link.dropped) == (True, 0)
+
+    async def test_a_frame_lost_after_send_returned_is_counted_and_the_next_send_waits(
+        self,
+    ) -> None:
+        stream = FakeStream(fail_after_writes=1)
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")  # no stream yet: waits for its write
+            await link.send(b"second")  # healthy: returns once queued, then meets a broken stream
+            await trio.testing.wait_all_tasks_blocked()
+            assert (link.healthy, link.dropped) == (False, 1)
+            with pytest.raises(PeerUnreachable, match="connection refused"):
+                await link.send(b"third")
+        assert stream.frames() == [b"first"]
 
     async def test_a_fresh_stream_that_fails_fails_every_frame_of_its_batch(self) -> None:
         broken = FakeStream(fail_after_writes=0)

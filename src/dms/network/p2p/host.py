@@ -16,6 +16,7 @@ one place, when a host is built:
 - the auto-connector (it dials any peerstore entry to keep ~150 connections) never dials: we
   decide whom to keep connected;
 - gossipsub queue sizes: see :func:`tune_pubsub`;
+- yamux window updates: one per read by default, batched here (see :func:`tune_yamux`);
 - listening: py-libp2p binds with SO_REUSEPORT, so a second node on a taken port starts happily
   and the kernel splits incoming connections between the two; :func:`check_listen_free`
   probes each fixed port first (without SO_REUSEPORT) and refuses a taken one;
@@ -101,8 +102,21 @@ def check_listen_free(addresses: Sequence[str]) -> None:
                 raise ListenFailed(address, exc.strerror or str(exc)) from None
 
 
+def tune_yamux() -> None:
+    """Send yamux window updates in batches, as go-yamux does, not after every read.
+
+    py-libp2p's yamux sends a WINDOW_UPDATE frame after each read of a stream by default
+    (``PY_YAMUX_RELEASE_ON_READ=1``): with small request/reply frames that is one extra frame,
+    Noise encryption and syscall per message in each direction. With it off, updates go out
+    when half the window has been consumed. The library reads the variable at each use; an
+    operator's own setting wins.
+    """
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
+
 def build_host(seed: bytes, settings: P2PSettings) -> IHost:
     quiet_libp2p_logs()
+    tune_yamux()
     key_pair = key_pair_from_seed(seed)
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     dial_timeout = settings.dial_timeout_ns / _NS_PER_S

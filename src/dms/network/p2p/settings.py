@@ -45,7 +45,7 @@ class P2PSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest direct frame, in bytes, sent or accepted; a peer sending more is dropped."""
     send_buffer: Positive = 256
     """Frames queued per peer link; send() waits when it is full (backpressure)."""
-    write_batch_bytes: Positive = 256 * 1024
+    write_batch_bytes: Positive = 64 * 1024
     """Queued frames are coalesced into one write up to this many bytes."""
     dial_timeout_ns: Positive = 10 * _S
     reconnect_min_ns: Positive = 200 * _MS
