@@ -1,4 +1,8 @@
-"""Entry point of the ``dms`` command. Exit codes: 0 ok, 1 operation failed, 2 bad usage/input."""
+"""Entry point of the ``dms`` command. Exit codes: 0 ok, 1 operation failed, 2 bad usage/input.
+
+Command modules import only Typer at the top and everything else inside the command, so that
+``dms --help`` stays quick.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,18 @@ from typing import Annotated
 import typer
 
 from dms import __version__
-from dms.cli import config_cmd, validate_cmd
+from dms.cli import (
+    cap_cmd,
+    config_cmd,
+    deploy_cmd,
+    devstack_cmd,
+    init_cmd,
+    key_cmd,
+    node_cmd,
+    peers_cmd,
+    run_cmd,
+    validate_cmd,
+)
 from dms.cli.output import emit_json, fail
 from dms.cli.state import CLIState
 from dms.errors import ConfigError, DMSError, InputError
@@ -20,9 +35,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-app.add_typer(config_cmd.app, name="config")
+app.command("init")(init_cmd.init)
+app.command("run")(run_cmd.run)
+app.command("status")(node_cmd.status)
+app.command("onboard")(node_cmd.onboard)
+app.command("offboard")(node_cmd.offboard)
+app.command("resources")(node_cmd.resources)
+app.add_typer(peers_cmd.app, name="peers")
 app.command("validate")(validate_cmd.validate)
+app.command("deploy")(deploy_cmd.deploy)
+app.add_typer(deploy_cmd.app, name="deployments")
+app.add_typer(node_cmd.allocations_app, name="allocations")
+app.add_typer(key_cmd.app, name="key")
+app.add_typer(cap_cmd.app, name="cap")
+app.add_typer(config_cmd.app, name="config")
+app.command("devstack")(devstack_cmd.devstack)
 
 
 @app.callback()
@@ -32,8 +61,22 @@ def main_options(
         str | None,
         typer.Option("--home", envvar="DMS_HOME", help="Node home folder (default ~/.dms)."),
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            envvar="DMS_API_URL",
+            help="The node's REST API (default: the running node of --home).",
+        ),
+    ] = None,
 ) -> None:
-    ctx.obj = CLIState(home=Home.resolve(home))
+    from dms.log import configure
+
+    # Before anything logs: components bind their loggers at import, and structlog's default
+    # set-up prints to stdout, which must carry only the command's own output. `dms run`
+    # configures again from the node's config.
+    configure("warning")
+    ctx.obj = CLIState(home=Home.resolve(home), api_url=api)
 
 
 @app.command()
@@ -46,6 +89,8 @@ def version(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_INPUT_ERRORS = frozenset({"InvalidDID", "InvalidToken", "DelegationError"})
+"""Security errors about what the user typed (a DID, a token, a delegation): bad input."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except DMSError as exc:
         fail(str(exc))
-        return EXIT_FAILED
+        return EXIT_USAGE if type(exc).__name__ in _INPUT_ERRORS else EXIT_FAILED
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:

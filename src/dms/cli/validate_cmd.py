@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dms.cli.output import console, emit_json
-from dms.jobs import load_ensemble, to_document
+from dms.cli.output import emit_json, out
 
 
 def validate(
@@ -18,14 +17,15 @@ def validate(
     ] = False,
 ) -> None:
     """Validate an ensemble file; list every problem with its path, value and what is accepted."""
+    from dms.jobs import load_ensemble, to_document
+
     ensemble = load_ensemble(file)
     if json:
         emit_json(to_document(ensemble))
         return
-    console.print(f"[green]valid[/]: {file}", highlight=False)
+    out().print(f"[green]valid[/]: {file}")
     for name, node in ensemble.nodes.items():
         need = ensemble.requirement(name)
-        console.print(
-            f"  node {name}: {', '.join(node.allocations)} needs {need.resources.describe()}",
-            highlight=False,
+        out().print(
+            f"  node {name}: {', '.join(node.allocations)} needs {need.resources.describe()}"
         )
