@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Self
 from dms import __version__
 from dms.actor import ActorSystem, ChildSpec, Empty
 from dms.actor.actor import Actor
+from dms.actor.system import only_error
 from dms.clock import Clock, RealClock
 from dms.config import Config
 from dms.errors import DMSError
@@ -54,8 +55,25 @@ if TYPE_CHECKING:
     from dms.api.server import APIServer
     from dms.executor.registry import ExecutorRegistry
 
-PROCESS_STARTED = time.time()
-"""When this process started (about when this module was first imported), for start-to-ready."""
+
+def _process_started() -> float:
+    """When this process started (wall clock, to ~10 ms), for the start-to-ready figure.
+
+    From ``/proc``: the system's uptime minus the process's start time in clock ticks (psutil's
+    ``create_time`` adds the boot time, which the kernel gives to the second only).
+    """
+    try:
+        with open("/proc/uptime") as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
+        with open(f"/proc/{os.getpid()}/stat") as stat_file:
+            fields = stat_file.read().rsplit(")", 1)[1].split()
+        age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.time() - max(age, 0.0)
+    except (OSError, ValueError, IndexError):  # no /proc: this import is close enough
+        return time.time()
+
+
+PROCESS_STARTED = _process_started()
 DEFAULT_ADVERT_INTERVAL_S = 5.0
 
 
@@ -170,7 +188,12 @@ class DMS:
         try:
             await self._start(stack)
         except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                if not only_error(group, exc):
+                    raise
+                # Task groups on the way out wrapped the error: raise it as it was raised.
             raise
         self._stack = stack
         return self

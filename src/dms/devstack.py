@@ -44,6 +44,7 @@ START_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 30.0
 DEFAULT_STOP_TIMEOUT_S = 15.0
 MIN_RAM = 512 * 2**20
+ONBOARD_PATIENCE_S = 30.0
 
 
 class DevstackError(DMSError):
@@ -126,9 +127,10 @@ class Devstack:
         self.python = python
         self.extra_env = dict(extra_env or {})
         self.nodes: list[DevstackNode] = []
-        self.processes: list[anyio.abc.Process] = []
+        self.processes: dict[int, anyio.abc.Process] = {}
         self.homes = [Home(self.root / f"node{i}") for i in range(1, nodes + 1)]
-        self._logs: list[IO[bytes]] = []
+        self.addresses: list[str] = []
+        self._logs: dict[int, IO[bytes]] = {}
         self.log = get_logger(component="devstack")
 
     # -- life cycle ------------------------------------------------------------------------
@@ -152,34 +154,42 @@ class Devstack:
             await self.stop()
 
     async def start(self) -> None:
-        addresses = self.prepare()
+        self.addresses = self.prepare()
         ready: list[_Ready | None] = [None] * self.count
         with _first_error():
             async with anyio.create_task_group() as group:
                 for index in range(self.count):
                     group.start_soon(self._start_one, index, ready)
-        for index, info in enumerate(ready):
-            assert info is not None
-            home = self.homes[index]
-            self.nodes.append(
-                DevstackNode(
-                    name=f"node{index + 1}",
-                    home=str(home.root),
-                    did=info.did,
-                    peer_id=info.peer_id,
-                    address=addresses[index],
-                    api_url=info.api_url,
-                    pid=info.pid,
-                    log_file=str(home.logs_dir / "node.log"),
-                    provider=self.share is not None,
-                )
-            )
+        self.nodes = [self._describe(index, info) for index, info in enumerate(ready)]
         await self._wait_connected()
         if self.share is not None:
             with _first_error():
                 async with anyio.create_task_group() as group:
                     for node in self.nodes:
                         group.start_soon(self._onboard, node, self.share)
+
+    def _describe(self, index: int, info: _Ready | None) -> DevstackNode:
+        assert info is not None
+        home = self.homes[index]
+        return DevstackNode(
+            name=f"node{index + 1}",
+            home=str(home.root),
+            did=info.did,
+            peer_id=info.peer_id,
+            address=self.addresses[index],
+            api_url=info.api_url,
+            pid=info.pid,
+            log_file=str(home.logs_dir / "node.log"),
+            provider=self.share is not None,
+        )
+
+    async def restart(self, index: int) -> DevstackNode:
+        """Stop node ``index`` (0-based) cleanly and start it again from its home."""
+        await self._stop_one(index)
+        ready: list[_Ready | None] = [None] * self.count
+        await self._start_one(index, ready)
+        self.nodes[index] = self._describe(index, ready[index])
+        return self.nodes[index]
 
     def prepare(self) -> list[str]:
         """Homes, keys, trust and config for every node; returns their libp2p addresses."""
@@ -206,14 +216,14 @@ class Devstack:
     async def _start_one(self, index: int, ready: list[_Ready | None]) -> None:
         home = self.homes[index]
         home.logs_dir.mkdir(parents=True, exist_ok=True)
-        log = (home.logs_dir / "node.log").open("ab")  # closed in stop()
-        self._logs.append(log)
+        log = (home.logs_dir / "node.log").open("ab")  # closed in _stop_one()
+        self._logs[index] = log
         env = {**node_env(), **self.extra_env}
         command = [self.python, "-m", "dms.cli.main", "--home", str(home.root), "run", "--json"]
         process = await anyio.open_process(
             command, stdin=None, stdout=-1, stderr=log, env=env, start_new_session=True
         )
-        self.processes.append(process)
+        self.processes[index] = process
         found = None
         with anyio.move_on_after(START_TIMEOUT_S) as timer:
             found = await _ready_line(process)
@@ -252,11 +262,20 @@ class Devstack:
         await anyio.to_thread.run_sync(_onboard_sync, node, share)
 
     async def stop(self) -> None:
-        for process in self.processes:
+        """Stop every node: SIGTERM to all at once, then wait (SIGKILL after the timeout)."""
+        for process in self.processes.values():
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
-        for process in self.processes:
+        for index in list(self.processes):
+            await self._stop_one(index)
+
+    async def _stop_one(self, index: int) -> None:
+        process = self.processes.pop(index, None)
+        if process is not None:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
             with anyio.move_on_after(self.stop_timeout_s):
                 await process.wait()
             if process.returncode is None:
@@ -264,10 +283,13 @@ class Devstack:
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
             await process.aclose()
-        self.processes.clear()
-        for log in self._logs:
+        log = self._logs.pop(index, None)
+        if log is not None:
             log.close()
-        self._logs.clear()
+
+    def exit_code(self, index: int) -> int | None:
+        process = self.processes.get(index)
+        return None if process is None else process.returncode
 
     def node(self, index: int) -> DevstackNode:
         return self.nodes[index]
@@ -329,14 +351,15 @@ def _onboard_sync(node: DevstackNode, share: Share) -> None:
     token = read_api_token(Home(Path(node.home)))
     with Client(node.api_url, token, timeout_s=30) as client:
         ram = share.ram or str(least_ram(client.hardware().ram))
-        # The CPU share must be idle now: on a small machine busy starting the other nodes it
-        # may not be for a moment, so try a few times.
-        for attempt in range(8):
+        # Onboarding takes only cores idle now: on a small machine busy starting the other
+        # nodes (or anything else) they may not be for a while, so try again for a time.
+        deadline = time.monotonic() + ONBOARD_PATIENCE_S
+        while True:
             try:
                 client.onboard(cpu=share.cpu, ram=ram, disk=share.disk)
                 return
             except APIError as exc:
-                if exc.field != "cpu" or attempt == 7:
+                if exc.field != "cpu" or time.monotonic() > deadline:
                     raise DevstackError(f"{node.name}: onboarding refused: {exc}") from exc
                 time.sleep(0.5)
 

@@ -49,12 +49,20 @@ class APIServer:
         try:
             binds: list[str] = await task_group.start(self._serve)
         except BaseException as exc:
+            error: BaseException = exc
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseException as combined:
+                error = combined
             self._task_group = None
-            if isinstance(exc, OSError):
-                raise APIListenFailed(bind_address(self.host, self.port), str(exc)) from exc
-            raise
+            refused = _find(error, OSError)
+            if refused is not None:
+                address = bind_address(self.host, self.port)
+                raise APIListenFailed(address, refused.strerror or str(refused)) from None
+            if error is exc:
+                raise
+            raise error from None
         self.url = binds[0] if binds else ""
         return self
 
@@ -92,3 +100,15 @@ class APIServer:
             )
         finally:
             self._done.set()
+
+
+def _find(error: BaseException, kind: type[OSError]) -> OSError | None:
+    """``error`` itself or the first of its kind inside (nested) exception groups."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _find(inner, kind)
+            if found is not None:
+                return found
+    return None

@@ -93,10 +93,28 @@ _INPUT_ERRORS = frozenset({"InvalidDID", "InvalidToken", "DelegationError"})
 """Security errors about what the user typed (a DID, a token, a delegation): bad input."""
 
 
+def _ours(group: BaseExceptionGroup[BaseException]) -> DMSError | None:
+    """The first of our errors inside (nested) exception groups from task groups."""
+    for inner in group.exceptions:
+        if isinstance(inner, DMSError):
+            return inner
+        if isinstance(inner, BaseExceptionGroup):
+            found = _ours(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI, turning our errors into a message and an exit code, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        try:
+            app(args=argv, standalone_mode=False)
+        except BaseExceptionGroup as group:
+            ours = _ours(group)
+            if ours is None:
+                raise
+            raise ours from group
     except (InputError, ConfigError) as exc:
         fail(str(exc))
         return EXIT_USAGE
