@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 
 import base58
 import pytest
@@ -182,3 +184,26 @@ class TestSettings:
     def test_an_empty_listen_list_is_refused(self) -> None:
         with pytest.raises(InvalidAddress, match="network.listen: .* is empty"):
             P2PSettings(listen=())
+
+
+class TestImports:
+    """libp2p is imported only with the network itself, and never drags its stray packages in."""
+
+    def test_identity_and_settings_import_without_libp2p_and_the_network_imports_no_strays(
+        self,
+    ) -> None:
+        probe = (
+            "import sys\n"
+            "import dms.network, dms.network.memory\n"
+            "from dms.network.p2p import P2PSettings, peer_id_from_did\n"
+            "light = not any(m.split('.')[0] == 'libp2p' for m in sys.modules)\n"
+            "from dms.network.p2p import P2PNetwork\n"
+            "loaded = 'libp2p' in sys.modules\n"
+            "stray = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'examples', 'docs', 'interop', 'stubs', 'newsfragments'})\n"
+            "print(light, loaded, stray)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.split() == ["True", "True", "[]"]

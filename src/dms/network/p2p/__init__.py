@@ -1,21 +1,23 @@
 """The libp2p network: :class:`P2PNetwork` implements :class:`dms.network.base.Network`.
 
-Importing this package imports py-libp2p (~1 s): import it only where a node starts its network,
-never from ``dms.network`` itself or from CLI commands that do not need it.
+py-libp2p takes about a second to import, so this package loads it only when one of its names
+that needs it (``P2PNetwork``, ``PROTOCOL_ID``, ``PING_PROTOCOL_ID``, ``SERVICE_KEY``) is first
+used. The identity helpers, settings and errors import without it: the CLI can map peer ids and
+DIDs, or validate ``[network]`` settings, for free.
 
 Layers, bottom up: ``identity`` (seed -> key, peer id <-> DID), ``framing`` (length-prefixed
 frames), ``settings``, ``host`` (the libp2p host and every correction to py-libp2p's defaults),
-``links`` (one outbound stream per peer, coalesced writes, backpressure), ``gossip`` (topics),
-``discovery`` (DHT, mDNS), ``network`` (the ``Network`` protocol on all of them).
+``links`` (one outbound stream per peer, coalesced writes, backpressure), ``connections``
+(dialling, keeping peers connected), ``gossip`` (topics), ``discovery`` (DHT, mDNS), ``network``
+(the ``Network`` protocol on all of them).
 """
 
-from dms.network.p2p.discovery import SERVICE_KEY
-from dms.network.p2p.errors import (
-    InvalidAddress,
-    InvalidPeerID,
-    ListenFailed,
-    PeerNotFound,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from dms.network.p2p.errors import InvalidAddress, InvalidPeerID, ListenFailed, PeerNotFound
 from dms.network.p2p.identity import (
     did_from_peer_id,
     peer_id_from_did,
@@ -23,8 +25,26 @@ from dms.network.p2p.identity import (
     peer_id_from_seed,
     public_key_from_peer_id,
 )
-from dms.network.p2p.network import PING_PROTOCOL_ID, PROTOCOL_ID, P2PNetwork
 from dms.network.p2p.settings import GossipSettings, P2PSettings
+
+if TYPE_CHECKING:
+    from dms.network.p2p.discovery import SERVICE_KEY
+    from dms.network.p2p.network import PING_PROTOCOL_ID, PROTOCOL_ID, P2PNetwork
+
+_LAZY = {
+    "P2PNetwork": "dms.network.p2p.network",
+    "PROTOCOL_ID": "dms.network.p2p.network",
+    "PING_PROTOCOL_ID": "dms.network.p2p.network",
+    "SERVICE_KEY": "dms.network.p2p.discovery",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "PING_PROTOCOL_ID",

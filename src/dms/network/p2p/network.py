@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.io.utils import read_exactly
 from libp2p.peer.id import ID
@@ -40,25 +39,23 @@ from dms.network.base import (
     TopicHandler,
     TopicValidator,
 )
+from dms.network.p2p.connections import Connections
 from dms.network.p2p.discovery import DHT, SERVICE_KEY, MDNSBridge
-from dms.network.p2p.errors import ADDRESS_FORM, InvalidAddress, ListenFailed, PeerNotFound
+from dms.network.p2p.errors import ListenFailed
 from dms.network.p2p.gossip import Gossip
 from dms.network.p2p.host import (
     addresses_without_peer,
     build_host,
     check_listen_free,
     listen_addresses,
-    swarm_of,
 )
 from dms.network.p2p.identity import check_seed, peer_id_from_seed, public_key_from_peer_id
-from dms.network.p2p.links import Link, backoff, read_frames
+from dms.network.p2p.links import Link, read_frames
 from dms.network.p2p.settings import P2PSettings, check_peer_address
 
 PROTOCOL_ID = TProtocol("/dms/actor/1.0.0")
 PING_PROTOCOL_ID = TProtocol("/ipfs/ping/1.0.0")
 PING_SIZE = 32
-ADDRESS_TTL_S = 24 * 3600
-IDENTIFY_WAIT_S = 5.0
 _NS = 1e9
 
 
@@ -72,15 +69,12 @@ class P2PNetwork:
         self._state = NetworkState.NEW
         self._handler: ReceiveHandler | None = None
         self._links: dict[PeerID, Link] = {}
-        self._rtt_ms: dict[PeerID, float] = {}
-        self._disconnected: dict[PeerID, trio.Event] = {}
-        self._connected: dict[PeerID, trio.Event] = {}
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
         self._host: IHost | None = None
         self._gossip: Gossip | None = None
         self._dht: DHT | None = None
-        self._mdns: MDNSBridge | None = None
+        self._connections: Connections | None = None
         self.dropped_peers = 0
         self.log = get_logger(node=self._peer_id)
 
@@ -129,7 +123,7 @@ class P2PNetwork:
         host.set_stream_handler(PROTOCOL_ID, self._on_stream)
         self._gossip = Gossip(host, settings.gossip)
         self._dht = DHT(host) if settings.dht else None
-        host.get_network().register_notifee(_Watcher(self))
+        self._connections = connections = Connections(host, settings, self._dht, self.log)
         listen = [multiaddr.Multiaddr(a) for a in settings.listen]
         check_listen_free(settings.listen)
         try:
@@ -141,14 +135,13 @@ class P2PNetwork:
         await self._gossip.pubsub.wait_until_ready()
         if self._dht is not None:
             await stack.enter_async_context(background_trio_service(self._dht.kad))
-        self._nursery = await stack.enter_async_context(trio.open_nursery())
-        for address in settings.bootstrap:
-            self._nursery.start_soon(self._keep_connected, address)
+        self._nursery = nursery = await stack.enter_async_context(trio.open_nursery())
+        connections.start(nursery)
         if settings.mdns:
-            self._mdns = MDNSBridge(host.get_id())
-            self._mdns.start()
-            stack.callback(self._mdns.stop)
-            self._nursery.start_soon(self._dial_discovered, self._mdns)
+            bridge = MDNSBridge(host.get_id())
+            bridge.start()
+            stack.callback(bridge.stop)
+            nursery.start_soon(connections.dial_discovered, bridge)
 
     async def __aexit__(
         self,
@@ -168,8 +161,9 @@ class P2PNetwork:
     def _running(self) -> _Running:
         if self._state is not NetworkState.RUNNING:
             raise NetworkClosed(f"the network is {self._state.value}, not running")
-        assert self._host is not None and self._gossip is not None and self._nursery is not None
-        return _Running(self._host, self._gossip, self._nursery)
+        assert self._host is not None and self._gossip is not None
+        assert self._connections is not None and self._nursery is not None
+        return _Running(self._host, self._gossip, self._connections, self._nursery)
 
     # -- direct frames ---------------------------------------------------------------------
 
@@ -204,8 +198,9 @@ class P2PNetwork:
                 del self._links[link.peer]
 
     async def _open_stream(self, peer: PeerID) -> INetStream:
-        host = self._running().host
-        await self._dial(peer)
+        running = self._running()
+        await running.connections.dial(peer)
+        host = running.host
         try:
             with trio.fail_after(self._settings.dial_timeout_ns / _NS):
                 return await host.new_stream(ID.from_base58(peer), [PROTOCOL_ID])
@@ -263,7 +258,8 @@ class P2PNetwork:
     # -- peers -----------------------------------------------------------------------------
 
     def peers(self) -> list[PeerInfo]:
-        host = self._running().host
+        running = self._running()
+        host, rtt = running.host, running.connections.rtt_ms
         store = host.get_peerstore()
         result = []
         for peer_id in host.get_connected_peers():
@@ -273,36 +269,33 @@ class P2PNetwork:
             except Exception:  # peerstore raises when it has no record
                 addresses = ()
             result.append(
-                PeerInfo(
-                    peer_id=peer, addresses=addresses, connected=True, rtt_ms=self._rtt_ms.get(peer)
-                )
+                PeerInfo(peer_id=peer, addresses=addresses, connected=True, rtt_ms=rtt.get(peer))
             )
         return sorted(result, key=lambda p: p.peer_id)
 
     def is_connected(self, peer: PeerID) -> bool:
-        host = self._running().host
-        return bool(host.get_network().get_connections(ID.from_base58(peer)))
+        return self._running().connections.is_connected(peer)
 
     async def wait_connected(self, peer: PeerID) -> None:
         """Return once ``peer`` is connected (for callers that need an event, not a poll)."""
-        while not self.is_connected(peer):
-            await self._connected.setdefault(peer, trio.Event()).wait()
+        await self._running().connections.wait_connected(peer)
 
     async def wait_disconnected(self, peer: PeerID) -> None:
         """Return once ``peer`` has no connection left."""
-        while self.is_connected(peer):
-            await self._disconnected.setdefault(peer, trio.Event()).wait()
+        await self._running().connections.wait_disconnected(peer)
 
     async def connect(self, address: str) -> PeerID:
+        connections = self._running().connections
         peer = check_peer_address(address)
         public_key_from_peer_id(peer)
-        self._remember(peer, [address.split("/p2p/")[0]])
-        await self._dial(peer)
+        connections.remember(peer, [address.split("/p2p/")[0]])
+        await connections.dial(peer)
         return peer
 
     async def ping(self, peer: PeerID) -> float:
-        host = self._running().host
-        await self._dial(peer)
+        running = self._running()
+        host = running.host
+        await running.connections.dial(peer)
         payload = os.urandom(PING_SIZE)
         try:
             with trio.fail_after(self._settings.dial_timeout_ns / _NS):
@@ -322,45 +315,18 @@ class P2PNetwork:
             raise PeerUnreachable(peer, f"ping failed: {exc}") from exc
         if echoed != payload:
             raise PeerUnreachable(peer, "ping answered with different bytes")
-        self._rtt_ms[peer] = rtt * 1000
+        running.connections.rtt_ms[peer] = rtt * 1000
         return rtt
 
     async def find(self, peer: PeerID) -> PeerInfo:
-        self._running()
+        connections = self._running().connections
         public_key_from_peer_id(peer)
-        if self.is_connected(peer):
-            addresses = tuple(self._known_addresses(peer))
-            return PeerInfo(
-                peer_id=peer, addresses=addresses, connected=True, rtt_ms=self._rtt_ms.get(peer)
-            )
-        found = await self._lookup(peer)
+        if connections.is_connected(peer):
+            addresses = tuple(connections.known_addresses(peer))
+            rtt = connections.rtt_ms.get(peer)
+            return PeerInfo(peer_id=peer, addresses=addresses, connected=True, rtt_ms=rtt)
+        found = await connections.lookup(peer)
         return PeerInfo(peer_id=peer, addresses=tuple(found), connected=False)
-
-    async def _lookup(self, peer: PeerID) -> list[str]:
-        """Ask the DHT for a peer's addresses, again while the network settles, until the deadline.
-
-        Right after connections are made the routing tables may not hold them yet (a peer enters
-        them once identify has told us its listen addresses), so a miss is retried with backoff.
-        """
-        if self._dht is None:
-            raise PeerNotFound(peer, "the DHT is off and the peer is not connected")
-        timeout = self._settings.dht_timeout_ns / _NS
-        reason = "no DHT node knows its addresses"
-        attempt = 0
-        with trio.move_on_after(timeout):
-            while True:
-                if await self._dht.add_connected() == 0:
-                    raise PeerNotFound(peer, "no DHT peers to ask (connect or bootstrap first)")
-                try:
-                    found = await self._dht.find_peer(peer)
-                except PeerNotFound as exc:
-                    reason = str(exc).split(": ", 1)[-1]
-                else:
-                    self._remember(peer, found)
-                    return found
-                await trio.sleep(backoff(attempt, 0.05, 1.0))
-                attempt += 1
-        raise PeerNotFound(peer, f"{reason} (gave up after {timeout:g} s)")
 
     async def advertise(self, key: str = SERVICE_KEY) -> bool:
         """Announce this node in the DHT as a provider of ``key`` (the dms service by default)."""
@@ -374,170 +340,22 @@ class P2PNetwork:
 
     async def find_providers(self, key: str = SERVICE_KEY, count: int = 20) -> list[PeerInfo]:
         """Nodes that advertised ``key`` (the dms service by default), this one excluded."""
-        self._running()
+        connections = self._running().connections
         if self._dht is None:
             return []
         with trio.move_on_after(self._settings.dht_timeout_ns / _NS):
             await self._dht.add_connected()
             found = await self._dht.find_providers(key, count)
             for info in found:
-                self._remember(info.peer_id, list(info.addresses))
+                connections.remember(info.peer_id, list(info.addresses))
             return [info for info in found if info.peer_id != self._peer_id]
         return []
 
-    # -- dialling and keeping connections --------------------------------------------------
-
-    def _known_addresses(self, peer: PeerID) -> list[str]:
-        try:
-            stored = self._running().host.get_peerstore().addrs(ID.from_base58(peer))
-        except Exception:  # no record
-            return []
-        return list(dict.fromkeys(addresses_without_peer(stored)))
-
-    def _remember(self, peer: PeerID, addresses: list[str]) -> None:
-        store = self._running().host.get_peerstore()
-        try:
-            maddrs = [multiaddr.Multiaddr(a) for a in addresses]
-        except Exception as exc:
-            raise InvalidAddress("address", addresses, ADDRESS_FORM, detail=str(exc)) from None
-        store.add_addrs(ID.from_base58(peer), maddrs, ADDRESS_TTL_S)
-
-    async def _dial(self, peer: PeerID) -> None:
-        """Connect to ``peer`` unless connected: known addresses one by one, then the DHT."""
-        if self.is_connected(peer):
-            return
-        addresses = self._known_addresses(peer)
-        if not addresses:
-            try:
-                addresses = await self._lookup(peer)
-            except PeerNotFound as exc:
-                raise PeerUnreachable(peer, f"no known address, and {exc}") from None
-        swarm = swarm_of(self._running().host)
-        peer_id = ID.from_base58(peer)
-        errors = []
-        for address in addresses:
-            swarm.unblock_peer(peer_id)  # our retries, not its 60 s ban
-            try:
-                with trio.fail_after(self._settings.dial_timeout_ns / _NS):
-                    await swarm.dial_addr(multiaddr.Multiaddr(address), peer_id)
-                return
-            except trio.TooSlowError:
-                errors.append(f"{address}: timed out")
-            except Exception as exc:
-                errors.append(f"{address}: {_reason(exc)}")
-            if self.is_connected(peer):  # the peer dialled us meanwhile
-                return
-        raise PeerUnreachable(peer, "; ".join(errors))
-
-    async def _keep_connected(self, address: str) -> None:
-        """Keep a bootstrap peer connected: redial with backoff whenever it drops."""
-        peer = check_peer_address(address, "network.bootstrap")
-        self._remember(peer, [address.split("/p2p/")[0]])
-        minimum = self._settings.reconnect_min_ns / _NS
-        maximum = self._settings.reconnect_max_ns / _NS
-        attempt = 0
-        while True:
-            if self.is_connected(peer):
-                attempt = 0
-                await self._disconnected.setdefault(peer, trio.Event()).wait()
-                continue
-            try:
-                await self._dial(peer)
-                self.log.info("bootstrap peer connected", peer=peer)
-                attempt = 0
-                continue
-            except PeerUnreachable as exc:
-                self.log.debug("bootstrap peer unreachable", peer=peer, error=str(exc))
-            delay = backoff(attempt, minimum, maximum)
-            attempt += 1
-            await trio.sleep(delay * random.uniform(0.8, 1.2))
-
-    async def _dial_discovered(self, bridge: MDNSBridge) -> None:
-        async for info in bridge.receive:
-            peer = info.peer_id.to_base58()
-            if self.is_connected(peer):
-                continue
-            try:
-                self._remember(peer, addresses_without_peer(info.addrs))
-                await self._dial(peer)
-                self.log.info("mDNS peer connected", peer=peer)
-            except (PeerUnreachable, InvalidAddress) as exc:
-                self.log.debug("mDNS peer unreachable", peer=peer, error=str(exc))
-
-    async def _add_to_dht(self, peer_id: ID) -> None:
-        """Add a new connection's peer to the routing table once identify gave its addresses."""
-        if self._dht is None or self._host is None:
-            return
-        store = self._host.get_peerstore()
-        # Identify has no completion event we can wait on: look every 20 ms, for 5 s at most.
-        with trio.move_on_after(IDENTIFY_WAIT_S):
-            while not _has_protocols(store, peer_id):  # noqa: ASYNC110
-                await trio.sleep(0.02)
-        await self._dht.add_peer(peer_id)
-
-    def _on_connected(self, peer_id: ID) -> None:
-        peer = peer_id.to_base58()
-        event = self._connected.pop(peer, None)
-        if event is not None:
-            event.set()
-        if self._nursery is not None and self._state is NetworkState.RUNNING:
-            self._nursery.start_soon(self._add_to_dht, peer_id)
-
-    def _on_disconnected(self, peer_id: ID) -> None:
-        peer = peer_id.to_base58()
-        self._rtt_ms.pop(peer, None)
-        event = self._disconnected.pop(peer, None)
-        if event is not None:
-            event.set()
-
 
 class _Running:
-    __slots__ = ("gossip", "host", "nursery")
+    __slots__ = ("connections", "gossip", "host", "nursery")
 
-    def __init__(self, host: IHost, gossip: Gossip, nursery: trio.Nursery) -> None:
-        self.host, self.gossip, self.nursery = host, gossip, nursery
-
-
-class _Watcher(INotifee):
-    """Connection events from the swarm, turned into our bookkeeping (synchronous, quick)."""
-
-    def __init__(self, network: P2PNetwork) -> None:
-        self._network = network
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def connected(self, network: INetwork, conn: INetConn) -> None:
-        self._network._on_connected(conn.muxed_conn.peer_id)
-        await trio.lowlevel.checkpoint()
-
-    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
-        if not network.get_connections(conn.muxed_conn.peer_id):
-            self._network._on_disconnected(conn.muxed_conn.peer_id)
-        await trio.lowlevel.checkpoint()
-
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        await trio.lowlevel.checkpoint()
-
-
-def _has_protocols(store: object, peer_id: ID) -> bool:
-    try:
-        return bool(store.get_protocols(peer_id))  # type: ignore[attr-defined]
-    except Exception:  # no record yet
-        return False
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost message of a libp2p error chain (its outer messages are generic)."""
-    text = str(exc) or type(exc).__name__
-    cause = exc.__cause__
-    while cause is not None:
-        text = str(cause) or text
-        cause = cause.__cause__
-    return text
+    def __init__(
+        self, host: IHost, gossip: Gossip, connections: Connections, nursery: trio.Nursery
+    ) -> None:
+        self.host, self.gossip, self.connections, self.nursery = host, gossip, connections, nursery
