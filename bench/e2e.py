@@ -50,7 +50,6 @@ GOALS = {
     "idle_rss_max_mb": 150.0,
     "help_ms": 300.0,
 }
-POLL_S = 0.005
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -106,11 +105,7 @@ def deploy_latencies(client: Client, count: int) -> tuple[list[float], list[floa
     for _ in range(count):
         began = time.perf_counter()
         summary = client.deploy_file(HELLO)
-        while True:
-            current = client.deployment(summary.deployment_id).summary
-            if current.status.final:
-                break
-            time.sleep(POLL_S)
+        current = client.wait(summary.deployment_id, timeout_s=60)
         if current.status is not DeploymentStatus.COMPLETED:
             failed += 1
             continue

@@ -380,7 +380,9 @@ class DMS:
         from dms.api.backend import NodeBackend
         from dms.api.server import APIServer
 
-        app = build_app(NodeBackend(self._system, self._node), token=self.token)
+        waiter = self.orchestrator.wait_for_update if self.orchestrator is not None else None
+        backend = NodeBackend(self._system, self._node, waiter=waiter)
+        app = build_app(backend, token=self.token)
         return APIServer(app, self.config.api.host, self.config.api.port)
 
     async def status(self) -> Any:

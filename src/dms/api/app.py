@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
+import anyio
 from litestar import Litestar, MediaType, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
@@ -51,6 +52,7 @@ from dms.orchestrator.messages import (
     DeploymentLogsRequest,
     DeploymentPage,
     DeploymentRef,
+    DeploymentResultRequest,
     DeploymentSummary,
     Explanation,
     ListDeployments,
@@ -59,12 +61,14 @@ from dms.orchestrator.messages import (
     PruneResult,
     ShutdownRequest,
 )
+from dms.orchestrator.service import ResultsReply
 from dms.resources.hardware import HardwareSpec, HardwareUsage
 
 PREFIX = "/api/v1"
 BEARER = "bearer"
 MAX_PAGE = 1000
 MAX_CHUNK = 4 * 1024 * 1024
+MAX_WAIT_S = 30.0
 ERROR_CODES = (400, 401, 403, 404, 409, 422)
 
 DeploymentID = Annotated[
@@ -297,6 +301,49 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         return await call(names.DEPLOYMENT_INFO, ref, DeploymentInfo)
 
     @get(
+        "/deployments/{deployment_id:str}/status",
+        responses=errors,
+        tags=["deployments"],
+        summary="A deployment's summary; with since and wait_s, once it is no longer `since`",
+    )
+    async def deployment_status(
+        deployment_id: DeploymentID,
+        since: FromQuery[DeploymentStatus | None] = None,
+        wait_s: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S)] = 0.0,
+    ) -> DeploymentSummary:
+        ref = DeploymentRef(deployment_id=deployment_id)
+        summary = await call(names.DEPLOYMENT_STATUS, ref, DeploymentSummary)
+        if since is None or wait_s <= 0 or backend.waiter is None:
+            return summary
+        with anyio.move_on_after(wait_s):
+            while summary.status is since:
+                await backend.waiter(deployment_id, wait_s)
+                summary = await call(names.DEPLOYMENT_STATUS, ref, DeploymentSummary)
+        return summary
+
+    @get(
+        "/deployments/{deployment_id:str}/results",
+        responses=errors,
+        tags=["deployments"],
+        summary="An allocation's result files (no path), or a chunk of one file",
+    )
+    async def results(
+        deployment_id: DeploymentID,
+        allocation: Annotated[str, QueryParameter(max_length=256)] = "",
+        path: Annotated[str, QueryParameter(max_length=4096)] = "",
+        offset: Offset = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_CHUNK)] = 1024 * 1024,
+    ) -> ResultsReply:
+        request = DeploymentResultRequest(
+            deployment_id=deployment_id,
+            allocation=allocation,
+            path=path,
+            offset=offset,
+            limit=limit,
+        )
+        return await call(names.DEPLOYMENT_RESULTS, request, ResultsReply)
+
+    @get(
         "/deployments/{deployment_id:str}/logs",
         responses=errors,
         tags=["deployments"],
@@ -382,6 +429,8 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
             deployments,
             prune,
             deployment,
+            deployment_status,
+            results,
             logs,
             explain,
             cancel,

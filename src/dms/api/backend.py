@@ -8,18 +8,25 @@ root actor handles one message at a time.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from dms.actor import ActorSystem
 from dms.node import NodeService
 
 R = TypeVar("R")
+Waiter = Callable[[str, float], Awaitable[None]]
+"""Returns when a deployment's status changes, or after the timeout (the orchestrator's
+``wait_for_update``)."""
 
 
 class NodeBackend:
-    def __init__(self, system: ActorSystem, node: NodeService) -> None:
+    def __init__(
+        self, system: ActorSystem, node: NodeService, *, waiter: Waiter | None = None
+    ) -> None:
         self.system = system
         self.node = node
+        self.waiter = waiter
 
     async def call(self, behavior: str, message: Any, response: type[R]) -> R:
         system = self.system

@@ -56,6 +56,7 @@ from dms.orchestrator.messages import (
     NewDeployment,
     PruneResult,
 )
+from dms.orchestrator.service import ResultsReply
 from dms.resources.hardware import HardwareSpec, HardwareUsage
 
 T = TypeVar("T")
@@ -295,6 +296,48 @@ class Client:
 
     def deployment(self, deployment_id: str) -> DeploymentInfo:
         return self._request("GET", f"{PREFIX}/deployments/{_id(deployment_id)}", DeploymentInfo)
+
+    def deployment_status(
+        self, deployment_id: str, *, since: DeploymentStatus | None = None, wait_s: float = 0.0
+    ) -> DeploymentSummary:
+        """The summary; with ``since``, waits up to ``wait_s`` until the status is another."""
+        params: dict[str, Any] = {}
+        if since is not None:
+            params = {"since": since.value, "wait_s": wait_s}
+        path = f"{PREFIX}/deployments/{_id(deployment_id)}/status"
+        return self._request("GET", path, DeploymentSummary, params=params)
+
+    def wait(self, deployment_id: str, *, timeout_s: float = 600.0) -> DeploymentSummary:
+        """Until the deployment is Completed or Failed (or the timeout passes)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        summary = self.deployment_status(deployment_id)
+        while not summary.status.final:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            summary = self.deployment_status(
+                deployment_id, since=summary.status, wait_s=min(left, 25.0)
+            )
+        return summary
+
+    def results(
+        self,
+        deployment_id: str,
+        *,
+        allocation: str = "",
+        path: str = "",
+        offset: int = 0,
+        limit: int = 1024 * 1024,
+    ) -> ResultsReply:
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if allocation:
+            params["allocation"] = allocation
+        if path:
+            params["path"] = path
+        url = f"{PREFIX}/deployments/{_id(deployment_id)}/results"
+        return self._request("GET", url, ResultsReply, params=params)
 
     def logs(
         self,

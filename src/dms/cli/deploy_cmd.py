@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArgument = Annotated[str, typer.Argument(help="Deployment id (dms deployments list).")]
-POLL_S = 0.1
+POLL_S = 0.5
 
 
 def _duration(text: str, field: str) -> int:
@@ -88,6 +88,7 @@ def _follow(
 
     started = time.monotonic()
     limit = started + timeout_ns / 1e9 + 30
+    status = None
     seen_history = 0
     seen_allocations: dict[str, tuple[str, str]] = {}
     console = err()
@@ -130,7 +131,9 @@ def _follow(
                     f"deployment {deployment_id} is still {summary.status} after "
                     f"{elapsed:.0f} s; it carries on: dms deployments show {deployment_id}"
                 )
-            time.sleep(POLL_S)
+            # Returns as soon as the status changes; allocations are looked at again meanwhile.
+            status = summary.status
+            client.deployment_status(deployment_id, since=status, wait_s=POLL_S)
     finally:
         if spinner is not None:
             spinner.stop()
