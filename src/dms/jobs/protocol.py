@@ -14,6 +14,11 @@ Who sends what, to whom::
     anyone allowed --invoke ALLOCATION_LOGS / _RESULTS / _RESULT_CHUNK / _STOP / _STATUS
                                                                     -> allocation actor
 
+Requests and replies of the allocation behaviors: START, STATUS, RESTART take ``Empty``;
+STOP a ``StopRequest``; all four answer an ``AllocationState``. LOGS: ``LogsRequest`` ->
+``LogsChunk``. RESULTS: ``ResultChunkRequest`` (its ``path`` filters by prefix, "" = all) ->
+``ResultsList``. RESULT_CHUNK: ``ResultChunkRequest`` -> ``ResultChunk``.
+
 A bid holds the node's resources on the provider for ``hold_ns`` (so a commit does not fail
 for lack of resources); a commit turns that hold into a reservation for one *slot* (one
 ensemble node on one provider; the unit of resource accounting); allocate creates one
@@ -227,7 +232,7 @@ class AllocationEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AllocationState(msgspec.Struct, frozen=True, kw_only=True):
-    """ALLOCATION_STATUS / ALLOCATION_START / ALLOCATION_STOP reply."""
+    """ALLOCATION_STATUS / ALLOCATION_START / ALLOCATION_STOP / ALLOCATION_RESTART reply."""
 
     allocation_id: str
     name: str
@@ -235,6 +240,10 @@ class AllocationState(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
     restarts: int = 0
     detail: str = ""
+    deployment_id: str = ""
+    slot_id: str = ""
+    runs: int = 0
+    """Runs started so far (a restarted service or a recurring job runs more than once)."""
 
 
 class StopRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -250,6 +259,8 @@ class LogsRequest(msgspec.Struct, frozen=True, kw_only=True):
     stream: LogStreamName = LogStreamName.STDOUT
     offset: int = 0
     limit: int = MAX_CHUNK
+    run: int = -1
+    """Which run: 0 is the first, -1 the latest (the last few runs are kept)."""
 
 
 class LogsChunk(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,6 +270,8 @@ class LogsChunk(msgspec.Struct, frozen=True, kw_only=True):
     next_offset: int
     eof: bool
     """True when the allocation has ended and nothing follows next_offset."""
+    run: int = 0
+    """The run these bytes come from."""
 
 
 class ResultFile(msgspec.Struct, frozen=True):
