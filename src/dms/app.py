@@ -28,6 +28,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import msgspec
+
 from dms import __version__
 from dms.actor import ActorSystem, ChildSpec, Empty
 from dms.actor.actor import Actor
@@ -43,7 +45,7 @@ from dms.node.setup import RuntimeInfo, ensure_api_token, remove_runtime, write_
 from dms.onboarding.behaviors import OffboardRequest, OnboardingBehaviors, register
 from dms.onboarding.records import OffboardResult, OnboardRequest, OnboardStatus
 from dms.onboarding.service import OnboardingService
-from dms.resources.hardware import HardwareProbe
+from dms.resources.hardware import HardwareProbe, HardwareSpec, HardwareUsage
 from dms.resources.manager import ResourceManager, run_reclaimer
 from dms.resources.ports import PortRange
 from dms.security import KeyPair, TrustContext, trust_path
@@ -87,6 +89,21 @@ class _StopAllocation:
         if self.target is None:
             raise DMSError(f"allocation {allocation_id}: this node runs no provider to stop it")
         await self.target(allocation_id)
+
+
+class _CPUShared:
+    """A hardware probe that reports the CPU as idle, so onboarding does not require cores to
+    be idle at that moment (``resources.require_idle_cpu = false``)."""
+
+    def __init__(self, probe: HardwareProbe) -> None:
+        self.probe = probe
+
+    async def spec(self) -> HardwareSpec:
+        return await self.probe.spec()
+
+    async def usage(self) -> HardwareUsage:
+        usage = await self.probe.usage()
+        return msgspec.structs.replace(usage, cpu_percent=0.0)
 
 
 class _AdvertisingBehaviors(OnboardingBehaviors):
@@ -227,7 +244,9 @@ class DMS:
         from dms.executor.registry import ExecutorRegistry
         from dms.resources.hardware import SystemHardware
 
-        hardware = self._hardware or SystemHardware(home.work_dir)
+        hardware: HardwareProbe = self._hardware or SystemHardware(home.work_dir)
+        if not config.resources.require_idle_cpu:
+            hardware = _CPUShared(hardware)
         executors = self._executors or ExecutorRegistry.for_node(home.work_dir / "executors")
         await stack.enter_async_context(executors)
         self._registry = executors

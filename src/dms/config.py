@@ -55,6 +55,9 @@ class ResourcesConfig(_Section):
     port_range_start: Port = 16384
     port_range_end: Port = 65535
     reclaim_interval: str = "5s"
+    require_idle_cpu: bool = True
+    """Onboarding offers only cores idle at that moment; false skips that check (the nodes of
+    a devstack share one machine, and its load says nothing about what each may offer)."""
 
     def __post_init__(self) -> None:
         if self.port_range_start > self.port_range_end:

@@ -11,7 +11,9 @@
 4. starts every node at once (``python -m dms.cli.main --home H run --json``, logs in
    ``H/logs/node.log``) and waits for each one's ready line;
 5. waits until every node is connected to node 1, then onboards every node as a provider with a
-   small share (1 core, the least RAM the onboarding rules allow, 1 GiB disk);
+   small share (1 core, the least RAM the onboarding rules allow, 1 GiB disk); the nodes share
+   one machine, so onboarding does not require their cores to be idle at that moment
+   (``resources.require_idle_cpu = false``);
 
 and on leaving stops them all (SIGTERM, then SIGKILL after ``stop_timeout_s``). Each node is
 described by a :class:`DevstackNode` (API URL, peer id, address, home, log file).
@@ -209,6 +211,7 @@ class Devstack:
                 "api.host": "127.0.0.1",
                 "api.port": 0,
                 "log.level": self.log_level,
+                "resources.require_idle_cpu": False,
             }
             init_home(home, passphrase=None, settings=settings, extra_roots=roots)
         return addresses

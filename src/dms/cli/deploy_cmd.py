@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -79,7 +80,13 @@ def _services_only(file: Path) -> bool:
 
 
 def _follow(
-    client: Client, deployment_id: str, timeout_ns: int, services_only: bool, *, quiet: bool
+    client: Client,
+    deployment_id: str,
+    timeout_ns: int,
+    services_only: bool,
+    *,
+    quiet: bool,
+    names: Mapping[str, str] | None = None,
 ) -> DeploymentInfo:
     """Poll the deployment until it is final (or Running, for services), printing changes."""
     from rich.status import Status
@@ -109,7 +116,9 @@ def _follow(
                     if seen_allocations.get(allocation.allocation_id) == key:
                         continue
                     seen_allocations[allocation.allocation_id] = key
-                    where = f" on {_short(allocation.provider)}" if allocation.provider else ""
+                    where = (
+                        f" on {_short(allocation.provider, names)}" if allocation.provider else ""
+                    )
                     code = (
                         f", exit {allocation.exit_code}" if allocation.exit_code is not None else ""
                     )
@@ -139,7 +148,10 @@ def _follow(
             spinner.stop()
 
 
-def _short(did: str) -> str:
+def _short(did: str, names: Mapping[str, str] | None = None) -> str:
+    """A DID cut short for tables, or the name it has (a devstack's node1, node2...)."""
+    if names and did in names:
+        return names[did]
     return did if len(did) <= 24 else f"{did[:16]}...{did[-6:]}"
 
 
@@ -157,8 +169,11 @@ def _outcome(info: DeploymentInfo) -> None:
         f" after {took:.2f} s{reason}"
     )
     for allocation in info.allocations:
-        code = "" if allocation.exit_code is None else f" (exit {allocation.exit_code})"
-        out().print(f"  {allocation.name}: {allocation.status.value}{code} {allocation.detail}")
+        said = f"exit code {allocation.exit_code}" if allocation.exit_code is not None else ""
+        said = said or allocation.detail
+        out().print(
+            f"  {allocation.name}: {allocation.status.value}" + (f" ({said})" if said else "")
+        )
     note(f"logs: dms deployments logs {summary.deployment_id}")
     note(f"why there: dms deployments explain {summary.deployment_id}")
 
@@ -302,7 +317,7 @@ def explain(ctx: typer.Context, deployment_id: IdArgument, json: JsonOption = Fa
     print_explanation(explanation)
 
 
-def print_explanation(explanation: Explanation) -> None:
+def print_explanation(explanation: Explanation, names: Mapping[str, str] | None = None) -> None:
     out().print(
         f"deployment [bold]{explanation.deployment_id}[/] {explanation.status}"
         f" after {explanation.attempts} attempt(s)"
@@ -310,7 +325,7 @@ def print_explanation(explanation: Explanation) -> None:
     if explanation.pending:
         out().print(f"  [yellow]waiting[/]: {explanation.pending}")
     for node in explanation.nodes:
-        chosen = ", ".join(_short(c) for c in node.chosen) or "nobody yet"
+        chosen = ", ".join(_short(c, names) for c in node.chosen) or "nobody yet"
         rows = []
         for candidate in node.candidates:
             if candidate.filtered_by:
@@ -319,7 +334,9 @@ def print_explanation(explanation: Explanation) -> None:
                 parts = ", ".join(f"{s.ranker} {s.score:.2f}" for s in candidate.scores)
                 total = "-" if candidate.total is None else f"{candidate.total:.2f}"
                 verdict = f"score {total} ({parts})" if parts else f"score {total}"
-            rows.append(("*" if candidate.chosen else "", _short(candidate.provider), verdict))
+            rows.append(
+                ("*" if candidate.chosen else "", _short(candidate.provider, names), verdict)
+            )
         table(("", "provider", "verdict"), rows, title=f"node {node.node}: on {chosen}")
 
 

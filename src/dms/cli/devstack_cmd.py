@@ -109,11 +109,19 @@ def _run_deployment(stack: Devstack, file: Path) -> int:
 
     first = stack.nodes[0]
     home = stack.homes[0]
+    names = {node.did: node.name for node in stack.nodes}
     out().print(f"\ndeploying [bold]{file}[/] from node1")
     with Client(first.api_url, read_api_token(home)) as client:
         started = time.monotonic()
         summary = client.deploy_file(file, timeout_ns=60 * 10**9)
-        info = _follow(client, summary.deployment_id, 60 * 10**9, _services_only(file), quiet=False)
+        info = _follow(
+            client,
+            summary.deployment_id,
+            60 * 10**9,
+            _services_only(file),
+            quiet=False,
+            names=names,
+        )
         _outcome(info)
         out().print(f"[dim](deployed and finished in {time.monotonic() - started:.2f} s)[/]")
         for allocation in info.allocations:
@@ -121,5 +129,5 @@ def _run_deployment(stack: Devstack, file: Path) -> int:
             out().rule(f"output of {allocation.name}")
             out().print(chunk.data.decode(errors="replace").rstrip(), markup=False)
         out().rule("placement")
-        print_explanation(client.explain(summary.deployment_id))
+        print_explanation(client.explain(summary.deployment_id), names)
     return 0 if info.summary.status is DeploymentStatus.COMPLETED else 1

@@ -1,49 +1,33 @@
-"""Peer id <-> DID for Ed25519 identities, without importing the libp2p stack.
+"""Peer ids and DIDs for the node's messages: either form accepted, a missing DID tolerated.
 
-A libp2p Ed25519 peer id and a ``did:key`` carry the same 32-byte public key behind different
-prefixes, so each is a re-encoding of the other. ``dms.network.p2p.identity`` does the same
-(a test pins that both agree); this copy exists because importing that package imports
-py-libp2p (about a second), which the CLI and the in-memory network must not pay for.
+The conversions are :mod:`dms.network.p2p.identity`'s (which imports without py-libp2p); this
+module adds what the node's behaviors need on top: a peer given as a DID, and peers whose id
+holds no Ed25519 key (the in-memory network's) listed without a DID rather than refused.
 """
 
 from __future__ import annotations
 
-import base58
+from dms.network.p2p.errors import InvalidPeerID
+from dms.network.p2p.identity import did_from_peer_id as _did_from_peer_id
+from dms.network.p2p.identity import peer_id_from_did as peer_id_from_did
 
-from dms.security import did_from_public_key, public_key_from_did
-from dms.security.errors import InvalidDID
-
-_PEER_ID_PREFIX = b"\x00\x24\x08\x01\x12\x20"
-_KEY_SIZE = 32
-
-
-def peer_id_from_public_key(public_key: bytes) -> str:
-    if len(public_key) != _KEY_SIZE:
-        raise ValueError(f"public_key: {len(public_key)} bytes; accepted: 32 (Ed25519)")
-    return base58.b58encode(_PEER_ID_PREFIX + bytes(public_key)).decode("ascii")
-
-
-def peer_id_from_did(did: str) -> str:
-    """``did:key:z6Mk...`` -> ``12D3KooW...``; raises InvalidDID."""
-    return peer_id_from_public_key(public_key_from_did(did))
+__all__ = ["did_from_peer_id", "peer_id_from_did", "peer_of"]
 
 
 def did_from_peer_id(peer_id: str) -> str:
     """``12D3KooW...`` -> ``did:key:z6Mk...``, or "" when it is not an Ed25519 peer id."""
     try:
-        raw = base58.b58decode(peer_id.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
+        return _did_from_peer_id(peer_id)
+    except InvalidPeerID:
         return ""
-    if len(raw) != len(_PEER_ID_PREFIX) + _KEY_SIZE or not raw.startswith(_PEER_ID_PREFIX):
-        return ""
-    return did_from_public_key(raw[len(_PEER_ID_PREFIX) :])
 
 
 def peer_of(peer_or_did: str) -> str:
-    """A peer id given either as a peer id or as a DID."""
+    """A peer id given either as a peer id or as a DID (a malformed DID is passed through, for
+    the network to refuse by name)."""
     if peer_or_did.startswith("did:"):
         try:
             return peer_id_from_did(peer_or_did)
-        except InvalidDID:
+        except InvalidPeerID:
             return peer_or_did
     return peer_or_did
