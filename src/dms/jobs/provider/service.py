@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import msgspec
 
 from dms.actor import Actor, ActorSystem, BehaviorOptions, Envelope
 from dms.clock import Clock
@@ -387,11 +388,11 @@ class ProviderService:
             return BidReply(declined=f"resources: {exc}")
         except OnboardingError as exc:
             return BidReply(declined=f"onboarding: {exc}")
-        after = machine_capability(
-            await self.onboarding.capability(),
-            self.executors.available(),
-            self.onboarding.job_types,
-        )
+        try:  # what is free once the hold is taken, without asking the store again
+            left = machine.resources.subtract(request.requirement.resources)
+        except InsufficientResources:  # pragma: no cover - the hold just succeeded
+            left = (await self.manager.pools()).free
+        after = msgspec.structs.replace(machine, resources=left)
         bid = Bid(
             bid_id=bid_id,
             request_id=request.request_id,
