@@ -221,6 +221,7 @@ class ActorCell:
         self._current: ReplySlot | None = None
         self._task_group: TaskGroup | None = None
         self._children: Supervisor | None = None
+        self._children_ready = anyio.Event()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -450,7 +451,13 @@ class ActorCell:
                 strategy=SupervisorStrategy.ONE_FOR_ONE,
                 clock=self.system.clock,
             )
-            await self._task_group.start(self._run_children, self._children)
+            try:
+                await self._task_group.start(self._run_children, self._children)
+            finally:
+                self._children_ready.set()
+        else:
+            # Another spawn is starting the children's supervisor: wait until it runs.
+            await self._children_ready.wait()
         spec, handle = self.system.actor_child(
             factory, inbox, restart=restart, shutdown_ns=shutdown_ns, keypair=keypair
         )

@@ -282,16 +282,20 @@ class ActorSystem:
         task_group, self._task_group = self._task_group, None
         try:
             if task_group is not None:
-                if exc_type is None and self._supervisor.state is SupervisorState.RUNNING:
-                    await self._supervisor.stop()
-                self._fail_pending()
-                task_group.cancel_scope.cancel()
                 try:
-                    await task_group.__aexit__(exc_type, exc, tb)
-                except BaseExceptionGroup as group:
-                    if not only_error(group, exc):
-                        raise
-                    # The body's own error, merely wrapped: let it propagate as raised.
+                    if exc_type is None and self._supervisor.state is SupervisorState.RUNNING:
+                        await self._supervisor.stop()
+                finally:
+                    # Even when the graceful stop is cancelled from outside, the task group
+                    # entered in __aenter__ must be exited here, in this task.
+                    self._fail_pending()
+                    task_group.cancel_scope.cancel()
+                    try:
+                        await task_group.__aexit__(exc_type, exc, tb)
+                    except BaseExceptionGroup as group:
+                        if not only_error(group, exc):
+                            raise
+                        # The body's own error, merely wrapped: let it propagate as raised.
         finally:
             self._fail_pending()
             await self.network.__aexit__(exc_type, exc, tb)
