@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from dms.actor import Empty, RemoteError
-from dms.executor import ExecutionRequest, NullExecutor
+from dms.executor import ExecutionRequest, ExecutionResult, NullExecutor, UnknownExecution
 from dms.executor.base import ExecutorType
 from dms.jobs.protocol import (
     ALLOCATION_LOGS,
@@ -89,6 +89,32 @@ class TestTasks:
         assert all(e.status is S.RUNNING for e in beats)
         assert [e.sequence for e in mine] == list(range(1, len(mine) + 1))
         assert [e.time_ns for e in mine] == sorted(e.time_ns for e in mine)
+
+    async def test_heartbeats_come_in_every_status_until_the_end(
+        self, c: Cluster, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        job = null_manifest(
+            ["duration=1s"], type=JobType.RECURRING, extra="schedule: {every: 60s, times: 2}"
+        )
+        (handle,) = (await c.deploy(job)).values()
+        await anyio.sleep(12)
+        await c.start(handle)
+        await c.ended(job.allocation_id)
+        await anyio.sleep(20)
+        beats = [
+            e.status
+            for e in c.recorder.events
+            if e.allocation_id == job.allocation_id and e.kind is EventKind.HEARTBEAT
+        ]
+        assert beats[:2] == [S.PENDING, S.PENDING]
+        assert beats.count(S.RESTARTING) >= 10
+        final = c.recorder.final(job.allocation_id)
+        assert final is not None
+        assert all(
+            e.sequence < final.sequence
+            for e in c.recorder.events
+            if e.allocation_id == job.allocation_id and e is not final
+        )
 
     async def test_a_task_with_a_restart_policy_is_retried_with_backoff(
         self, c: Cluster, autojump_clock: trio.testing.MockClock
@@ -383,6 +409,27 @@ class RecordingExecutor(NullExecutor):
 
     def _check(self, request: ExecutionRequest) -> None:
         self.requests.append(request)
+
+
+class ForgetfulExecutor(NullExecutor):
+    """Loses track of every execution it runs (as after a bug or a lost state file)."""
+
+    async def wait(self, execution_id: str) -> ExecutionResult:
+        raise UnknownExecution(execution_id)
+
+
+class TestExecutorTrouble:
+    """An executor that fails while supervising ends the allocation FAILED, resources back."""
+
+    async def test_an_execution_the_executor_lost_fails_the_allocation(
+        self, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with cluster(tmp_path, executors=[ForgetfulExecutor()]) as c:
+            task = null_manifest(["duration=1h"])
+            await c.run(task)
+            (done,) = await c.ended(task.allocation_id)
+            assert done.status is S.FAILED and "executor error" in done.detail
+            assert await c.free_is_onboarded()
 
 
 class TestExecutionRequests:

@@ -2,8 +2,9 @@
 
 It is created PENDING by ``/dms/deployment/allocate`` and waits for ``/dms/allocation/start``
 (the orchestrator starts allocations in ``depends_on`` order). Its statuses follow
-:class:`dms.jobs.status.AllocationStatus`; every change, and a heartbeat every few seconds
-while running, goes to the orchestrator as an ``AllocationEvent`` with a growing sequence
+:class:`dms.jobs.status.AllocationStatus`; every change, and a heartbeat every
+``heartbeat_interval_s`` until it ends (in any status: the orchestrator takes silence for a
+lost provider), goes to the orchestrator as an ``AllocationEvent`` with a growing sequence
 number, through one ordered outbox. The final event carries the exit code and the last 4 KiB
 of stdout and stderr.
 
@@ -192,6 +193,7 @@ class Allocation(Actor):
     async def on_start(self) -> None:
         assert self._tasks is not None, "start an Allocation through allocation_child()"
         self._tasks.start_soon(self._send_events)
+        self._tasks.start_soon(self._heartbeats)
         self._tasks.start_soon(self._life)
 
     def request_shutdown(self) -> None:
@@ -285,7 +287,12 @@ class Allocation(Actor):
             with self._work:
                 await self._go.wait()
                 if not self.status.final and not self.stop_reason:
-                    await lifecycle.run(self)
+                    try:
+                        await lifecycle.run(self)
+                    except DMSError as exc:  # the executor lost track of the workload
+                        self.log.error("allocation failed", error=str(exc))
+                        await self._stop_current()
+                        await self.finish(AllocationStatus.FAILED, f"executor error: {exc}")
         finally:
             with anyio.move_on_after(GRACE_S, shield=True):
                 await self._wind_down()
@@ -297,14 +304,18 @@ class Allocation(Actor):
         await self._forget_runs()
         self.cell.request_stop()
 
-    async def _wind_down(self) -> None:
-        """Stop whatever still runs and end in STOPPED (unless already final)."""
+    async def _stop_current(self) -> None:
+        """Cancel the execution now starting or running, if any, and keep its result."""
         if self.current is not None:
             try:
                 if self.executor.is_alive(self.current):
                     await self.capture(await self.executor.cancel(self.current))
             except DMSError as exc:
                 self.log.warning("stopping the workload failed", error=str(exc))
+
+    async def _wind_down(self) -> None:
+        """Stop whatever still runs and end in STOPPED (unless already final)."""
+        await self._stop_current()
         if not self._finished:
             await self.finish(AllocationStatus.STOPPED, self.stop_reason or "stopped")
 
@@ -344,6 +355,15 @@ class Allocation(Actor):
         return self.state()
 
     # -- events --------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """Liveness for the orchestrator, in every status until the final one (a pending
+        allocation waiting for its dependencies, a service in back-off and a recurring job
+        between runs are alive too)."""
+        while not self._finished:
+            await self.settings.clock.sleep(self.settings.heartbeat_interval_s)
+            if not self._finished:
+                self.emit(EventKind.HEARTBEAT)
 
     async def _send_events(self) -> None:
         while True:

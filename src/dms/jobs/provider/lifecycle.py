@@ -14,7 +14,6 @@ recurring  a run every ``schedule.every`` (fixed rate from the first start; a la
 
 Restarts wait ``backoff`` x 2^(n-1) (at most :data:`MAX_BACKOFF_NS`); a restart asked for
 with ``/dms/allocation/restart`` does not wait and does not count against ``max_restarts``.
-While a run is RUNNING a heartbeat goes to the orchestrator every ``heartbeat_interval_s``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import msgspec
 
 from dms.errors import DMSError
 from dms.executor import ExecutionResult, ExecutionStatus, Executor
-from dms.jobs.protocol import EventKind
 from dms.jobs.provider.launch import build_request, execution_id
 from dms.jobs.spec import RecoveryPolicy
 from dms.jobs.status import AllocationStatus
@@ -135,16 +133,10 @@ async def run(alloc: Allocation) -> None:
 
 
 async def watch(alloc: Allocation, executor: Executor, run_id: str) -> RunEnd:
-    """Wait for the run to end, with heartbeats, health checks and restart requests."""
+    """Wait for the run to end, with health checks and restart requests."""
     alloc.restart_requested = anyio.Event()
     unhealthy = ""
     restart = False
-
-    async def heartbeats() -> None:
-        interval = alloc.settings.heartbeat_interval_s
-        while True:
-            await alloc.settings.clock.sleep(interval)
-            alloc.emit(EventKind.HEARTBEAT)
 
     async def health() -> None:
         nonlocal unhealthy
@@ -165,21 +157,32 @@ async def watch(alloc: Allocation, executor: Executor, run_id: str) -> RunEnd:
             alloc.log.info("health check failed", failures=failures, detail=answer.detail)
             if failures >= check.retries:
                 unhealthy = f"unhealthy after {failures} failed checks: {answer.detail}"
-                await executor.cancel(run_id)
+                await stop()
                 return
 
     async def restarts() -> None:
         nonlocal restart
         await alloc.restart_requested.wait()
         restart = True
-        await executor.cancel(run_id)
+        await stop()
 
+    async def stop() -> None:
+        try:
+            await executor.cancel(run_id)
+        except DMSError as exc:  # the wait below reports what went wrong
+            alloc.log.warning("could not stop the run", error=str(exc))
+
+    error: DMSError | None = None
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(heartbeats)
         tasks.start_soon(health)
         tasks.start_soon(restarts)
-        result = await executor.wait(run_id)
+        try:
+            result = await executor.wait(run_id)
+        except DMSError as exc:  # raised below, unwrapped by the task group
+            error = exc
         tasks.cancel_scope.cancel()
+    if error is not None:
+        raise error
     await alloc.capture(result)
     if restart and result.status is ExecutionStatus.CANCELLED:
         return RunEnd(result=result, restart_requested=True)
