@@ -1,5 +1,6 @@
-# dms: `make run` sets everything up and runs the demo; `make test` sets everything up and
-# runs the suite. Every other target is a convenience for developers.
+# dms: `make run` sets everything up and runs a first deployment on a local three-node
+# network; `make test` sets everything up and runs the suite. Every other target is a
+# convenience for developers.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -45,8 +46,10 @@ $(WASM_OUT)/hello.wasm: examples/hello/hello.c | $(SYSDEPS)
 	@mkdir -p $(@D)
 	$(WASM_CC) $< -o $@
 
+# Three real nodes on 127.0.0.1 (homes in a temporary folder), hello.wasm deployed from node 1,
+# its output and placement printed, then every node stopped.
 run: setup
-	$(PY) -m dms.demo
+	$(VENV)/bin/dms devstack --nodes 3 --deploy examples/hello.yaml
 
 test: setup
 	$(PY) -m pytest -q
