@@ -26,6 +26,7 @@ from dms.jobs.protocol import (
     StopRequest,
 )
 from dms.jobs.provider import inbox_of
+from dms.jobs.provider.allocation import GRACE_S
 from dms.jobs.status import AllocationStatus
 from dms.types import CPU, GPU, Capability, GPUVendor, JobType, Resources, new_id
 from tests.jobs.provider.harness import (
@@ -418,8 +419,31 @@ class ForgetfulExecutor(NullExecutor):
         raise UnknownExecution(execution_id)
 
 
+class StubbornExecutor(NullExecutor):
+    """Its workloads ignore being cancelled."""
+
+    async def cancel(self, execution_id: str) -> ExecutionResult:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
 class TestExecutorTrouble:
-    """An executor that fails while supervising ends the allocation FAILED, resources back."""
+    """An executor that misbehaves still lets the allocation end and its resources go back."""
+
+    async def test_a_workload_that_will_not_stop_is_given_up_after_the_grace_time(
+        self, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with cluster(tmp_path, executors=[StubbornExecutor()]) as c:
+            task = null_manifest(["duration=1h"])
+            (handle,) = (await c.run(task)).values()
+            await c.recorder.until(lambda: S.RUNNING in statuses(c, task.allocation_id))
+            start = trio.current_time()
+            state = await c.orchestrator.invoke(
+                handle, ALLOCATION_STOP, StopRequest(), AllocationState
+            )
+            assert state.status is S.STOPPED
+            assert trio.current_time() - start == pytest.approx(GRACE_S, abs=0.1)
+            assert await c.free_is_onboarded()
 
     async def test_an_execution_the_executor_lost_fails_the_allocation(
         self, tmp_path: Path, autojump_clock: trio.testing.MockClock

@@ -76,7 +76,7 @@ from dms.log import get_logger
 
 NS_PER_S = 1_000_000_000
 GRACE_S = 10.0
-"""How long stopping a workload (and telling the provider) may take when the actor stops."""
+"""How long stopping a workload may take when the allocation is stopped."""
 FLUSH_S = 5.0
 """How long a stopping actor waits for its last events to go out."""
 KEEP_RUNS = 10
@@ -294,7 +294,7 @@ class Allocation(Actor):
                         await self._stop_current()
                         await self.finish(AllocationStatus.FAILED, f"executor error: {exc}")
         finally:
-            with anyio.move_on_after(GRACE_S, shield=True):
+            with anyio.CancelScope(shield=True):
                 await self._wind_down()
             self._ended.set()
         with anyio.move_on_after(self.settings.retention_s):
@@ -314,8 +314,10 @@ class Allocation(Actor):
                 self.log.warning("stopping the workload failed", error=str(exc))
 
     async def _wind_down(self) -> None:
-        """Stop whatever still runs and end in STOPPED (unless already final)."""
-        await self._stop_current()
+        """Stop whatever still runs (for at most GRACE_S) and end in STOPPED (unless already
+        final): the resources are given back even when the workload will not die."""
+        with anyio.move_on_after(GRACE_S):
+            await self._stop_current()
         if not self._finished:
             await self.finish(AllocationStatus.STOPPED, self.stop_reason or "stopped")
 
