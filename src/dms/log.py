@@ -22,11 +22,25 @@ _LEVELS = {
 }
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written: it may be replaced after set-up
+    (a test's capture, say) and the one in place at set-up time closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(
     level: str = "info", fmt: LogFormat = "console", stream: TextIO | None = None
 ) -> None:
     """Configure structlog (and the stdlib root logger, for libraries) for this process."""
-    out = stream or sys.stderr
+    out: Any = stream if stream is not None else _Stderr()
     numeric = _LEVELS.get(level, logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -44,7 +44,6 @@ from dms.jobs.status import AllocationStatus
 from dms.network.memory import Fabric
 from dms.orchestrator import OrchestratorService
 from dms.security import KeyPair, TrustContext
-from dms.store import Database
 from dms.types import (
     CPU,
     Capability,
@@ -54,6 +53,7 @@ from dms.types import (
     PriceInformation,
     Resources,
 )
+from tests.jobs.provider.harness import InlineDatabase
 
 GiB = 1024**3
 S = 10**9
@@ -305,7 +305,7 @@ async def network(
         def trust(name: str) -> TrustContext:
             return TrustContext(local_did=keys[name].did, roots=dids)
 
-        db = stack.enter_context(Database(tmp_path / "orch.sqlite3"))
+        db = stack.enter_context(InlineDatabase(tmp_path / "orch.sqlite3"))
         node = await stack.enter_async_context(
             ActorSystem(keys["orch"], fabric.network("orch"), trust=trust("orch"), clock=clock)
         )
