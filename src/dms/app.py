@@ -226,7 +226,13 @@ class DMS:
         stack, self._stack = self._stack, None
         if stack is not None:
             self.log.info("stopping")
-            await stack.__aexit__(exc_type, exc, tb)
+            try:
+                await stack.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                if not only_error(group, exc):
+                    raise
+                # The body's own error, wrapped by task groups on the way out: it propagates
+                # as it was raised.
             self.log.info("stopped")
 
     async def _start(self, stack: AsyncExitStack) -> None:

@@ -208,3 +208,50 @@ class TestAgainstARunningNode:
                 assert code == 0 and last_json(out)["offboarded"] is True
 
             await trio.to_thread.run_sync(commands)
+
+
+SERVICE = """
+version: V1
+metadata: {name: idle}
+allocations:
+  idle:
+    type: service
+    executor: "null"
+    resources: {cpu: 0.5, ram: 64MiB, disk: 16MiB}
+    execution: {args: [duration=1h]}
+"""
+
+
+class TestDeploymentsAgainstANode:
+    """dms deploy and dms deployments against a node with an orchestrator (no provider)."""
+
+    async def test_deploy_list_show_explain_cancel(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ensemble = tmp_path / "idle.yaml"
+        ensemble.write_text(SERVICE)
+        async with running_node(tmp_path, orchestrator=True) as node:
+            if node.orchestrator is None:
+                pytest.skip("this build has no orchestrator")
+            base = ["--home", str(node.home.root), "--api", node.api_url]
+
+            def commands() -> None:
+                code, out, err = run(capsys, *base, "deploy", str(ensemble), "--json")
+                assert code == 0, err
+                ident = last_json(out)["deployment_id"]
+                code, out, _ = run(capsys, *base, "deployments", "list", "--json")
+                assert [d["deployment_id"] for d in last_json(out)["items"]] == [ident]
+                code, out, _ = run(capsys, *base, "deployments", "list")
+                assert ident in out and "Preparing" in out
+                code, out, _ = run(capsys, *base, "deployments", "show", ident)
+                assert code == 0 and "idle" in out
+                code, out, _ = run(capsys, *base, "deployments", "explain", ident)
+                assert code == 0 and "waiting" in out
+                code, _, err = run(capsys, *base, "deployments", "logs", ident)
+                assert code == 2 and "allocation" in err
+                code, out, _ = run(capsys, *base, "deployments", "cancel", ident)
+                assert code == 0 and ident in out
+                code, _, err = run(capsys, *base, "deployments", "show", "d-nothing")
+                assert code == 2 and "d-nothing" in err
+
+            await trio.to_thread.run_sync(commands)

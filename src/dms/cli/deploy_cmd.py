@@ -285,6 +285,9 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the allocation ends.")
     ] = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line per chunk (text, offsets, eof).")
+    ] = False,
 ) -> None:
     """An allocation's output, as it wrote it."""
     from dms.jobs.protocol import LogStreamName
@@ -295,7 +298,17 @@ def logs(
     with state.client() as client:
         while True:
             chunk = client.logs(deployment_id, allocation=allocation, stream=stream, offset=offset)
-            if chunk.data:
+            if json:
+                emit_json(
+                    {
+                        "stream": chunk.stream,
+                        "offset": chunk.offset,
+                        "text": chunk.data.decode(errors="replace"),
+                        "next_offset": chunk.next_offset,
+                        "eof": chunk.eof,
+                    }
+                )
+            elif chunk.data:
                 sys.stdout.buffer.write(chunk.data)
                 sys.stdout.flush()
             offset = chunk.next_offset
