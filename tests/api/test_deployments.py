@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -83,6 +84,11 @@ class TestDeployments:
                 client.wait(gone, timeout_s=30)
                 waiting = client.deployments(status=[DeploymentStatus.PREPARING])
                 assert [d.deployment_id for d in waiting.items] == [kept]
+                infra = client.deployments(metadata={"team": "infra"})
+                assert {d.deployment_id for d in infra.items} == {kept, gone}
+                assert client.deployments(metadata={"team": "web"}).total == 0
+                bad = httpx.get(f"{node.api_url}/api/v1/deployments?metadata=nokey")
+                assert (bad.status_code, bad.json()["field"]) == (422, "metadata")
 
         await trio.to_thread.run_sync(calls)
 

@@ -11,6 +11,7 @@ body (:class:`dms.api.errors.ErrorBody`) and a status per kind of error.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -263,6 +264,10 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
     )
     async def deployments(
         status: FromQuery[list[DeploymentStatus] | None] = None,
+        metadata: Annotated[
+            list[str] | None,
+            QueryParameter(description="key=value (repeat): every pair must match"),
+        ] = None,
         created_after_ns: Annotated[int, QueryParameter(ge=0, le=MAX_NS)] = 0,
         created_before_ns: Annotated[int, QueryParameter(ge=0, le=MAX_NS)] = 0,
         offset: Offset = 0,
@@ -270,6 +275,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
     ) -> DeploymentPage:
         request = ListDeployments(
             status=tuple(status or ()),
+            metadata=_pairs(metadata or (), "metadata"),
             created_after_ns=created_after_ns,
             created_before_ns=created_before_ns,
             offset=offset,
@@ -458,6 +464,17 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _pairs(items: Sequence[str], field: str) -> dict[str, str]:
+    """``["team=infra", "env=dev"]`` -> ``{"team": "infra", "env": "dev"}``."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(field, item, "key=value (e.g. team=infra)")
+        pairs[key] = value
+    return pairs
 
 
 def _response_spec(code: int) -> ResponseSpec:

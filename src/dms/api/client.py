@@ -284,10 +284,13 @@ class Client:
         limit: int = 50,
         created_after_ns: int = 0,
         created_before_ns: int = 0,
+        metadata: Mapping[str, str] | None = None,
     ) -> DeploymentPage:
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if status:
             params["status"] = [s.value for s in status]
+        if metadata:
+            params["metadata"] = [f"{key}={value}" for key, value in metadata.items()]
         if created_after_ns:
             params["created_after_ns"] = created_after_ns
         if created_before_ns:

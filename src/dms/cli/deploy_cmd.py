@@ -193,6 +193,10 @@ def list_(
         list[str] | None,
         typer.Option("--status", help="Only these statuses (repeat): Running, Completed, ..."),
     ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option("--metadata", help="Only those with this key=value in metadata (repeat)"),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
     json: JsonOption = False,
@@ -208,9 +212,15 @@ def list_(
             accepted = ", ".join(s.value for s in DeploymentStatus)
             raise InputError("--status", text, f"one of {accepted}")
         statuses.append(match)
+    wanted: dict[str, str] = {}
+    for item in metadata or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError("--metadata", item, "key=value (e.g. team=infra)")
+        wanted[key] = value
     state: CLIState = ctx.obj
     with state.client() as client:
-        page = client.deployments(status=statuses, offset=offset, limit=limit)
+        page = client.deployments(status=statuses, offset=offset, limit=limit, metadata=wanted)
     if json:
         emit_json(page)
         return
