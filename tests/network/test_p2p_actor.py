@@ -17,8 +17,15 @@ from dms.actor.handle import Address, Handle
 from dms.network.p2p import P2PNetwork, P2PSettings
 from dms.security import KeyPair, TrustContext
 from tests.network.p2p_actor_node import TOPIC, Note, Ping, Pong, Ready
+from tests.network.p2p_logs import log_to_current_stderr
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    log_to_current_stderr()
+
 
 LOOPBACK = P2PSettings(listen=("/ip4/127.0.0.1/tcp/0",))
 REPO = Path(__file__).resolve().parents[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,13 @@ import trio.testing
 from dms.network.base import PeerUnreachable
 from dms.network.p2p.framing import FrameDecoder
 from dms.network.p2p.links import Link, backoff
+from tests.network.p2p_logs import log_to_current_stderr
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    log_to_current_stderr()
+
 
 PEER = "12D3KooWPeer"
 
@@ -237,6 +245,28 @@ class TestFailures:
         assert outcomes == [f"peer {PEER} unreachable: the network stopped"] * 3
         with pytest.raises(PeerUnreachable, match="network is stopping"):
             await link.send(b"late")
+
+
+class TestIdleLinks:
+    """A link without frames for a while lets go of its stream and stops taking frames."""
+
+    async def test_an_idle_link_releases_its_stream(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        stream = FakeStream()
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(link.run, idle_s=600))
+            await link.send(b"hello")
+            await trio.sleep(599)
+            await link.send(b"still here")  # resets the idle clock
+            await trio.sleep(599)
+            assert not link.closed
+            await trio.sleep(2)
+        assert link.closed and stream.was_reset
+        assert stream.frames() == [b"hello", b"still here"]
+        with pytest.raises(PeerUnreachable):
+            await link.send(b"too late")
 
 
 class TestBackoff:

@@ -19,8 +19,14 @@ import pytest
 
 from dms.network.p2p.tool import Peers, Ping, Send, WaitConnected
 from tests.network.p2p_cluster import cluster
+from tests.network.p2p_logs import log_to_current_stderr
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    log_to_current_stderr()
 
 
 class Link(msgspec.Struct, frozen=True):

@@ -21,8 +21,15 @@ from dms.network.p2p import (
     peer_id_from_seed,
 )
 from dms.network.p2p.gossip import MAX_MESSAGE
+from tests.network.p2p_logs import log_to_current_stderr
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    log_to_current_stderr()
+
 
 LOOPBACK = P2PSettings(listen=("/ip4/127.0.0.1/tcp/0",))
 

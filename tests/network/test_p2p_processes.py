@@ -27,8 +27,15 @@ from dms.network.p2p.tool import (
     WaitTopicPeers,
 )
 from tests.network.p2p_cluster import cluster
+from tests.network.p2p_logs import log_to_current_stderr
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    log_to_current_stderr()
+
 
 TOPIC = "/dms/test"
 

@@ -27,6 +27,13 @@ from dms.network.p2p import (
 )
 from dms.network.p2p.framing import FrameDecoder, encode, encode_many
 from dms.security import KeyPair
+from tests.network.p2p_logs import log_to_current_stderr
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_current_stderr() -> None:
+    log_to_current_stderr()
+
 
 frames_strategy = st.lists(st.binary(max_size=300), max_size=20)
 

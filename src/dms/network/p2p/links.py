@@ -82,6 +82,7 @@ class Link:
         """The last write succeeded: senders need not wait for theirs."""
         self.writes = 0
         self.dropped = 0
+        self._closed = False
 
     async def send(self, frame: bytes) -> None:
         """Queue a frame (already checked against the maximum); see the module docstring."""
@@ -98,13 +99,26 @@ class Link:
             if pending.error is not None:
                 raise pending.error
 
-    async def run(self) -> None:
-        """The writer: runs until cancelled (network stop); fails what is queued on the way out."""
+    @property
+    def closed(self) -> bool:
+        """The writer has stopped (idle, or the network stopped): the link takes no frames."""
+        return self._closed
+
+    async def run(self, idle_s: float = math.inf) -> None:
+        """The writer: runs until cancelled (network stop) or idle for ``idle_s`` seconds.
+
+        Fails what is still queued on the way out. An idle link releases its stream and task; the
+        network makes a new link for the peer's next frame.
+        """
         receive = self._receive_channel
         batch: list[_Pending] = []
         try:
-            async for first in receive:
-                batch = [first]
+            while True:
+                with trio.move_on_after(idle_s):
+                    first = await receive.receive()
+                    batch = [first]
+                if not batch:
+                    return  # idle: nothing queued (a queued frame would have been received)
                 size = len(first.frame)
                 while size < self._batch_bytes:
                     try:
@@ -125,6 +139,7 @@ class Link:
                     _log().warning("frames not delivered", peer=self.peer, error=str(error))
                 batch = []
         finally:
+            self._closed = True
             self._send_channel.close()
             stopped = PeerUnreachable(self.peer, "the network stopped")
             while True:

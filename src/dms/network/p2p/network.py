@@ -178,7 +178,7 @@ class P2PNetwork:
             await self._deliver(peer, frame)
             return
         link = self._links.get(peer)
-        if link is None:
+        if link is None or link.closed:
             public_key_from_peer_id(peer)  # refuse a malformed id before starting a writer
             link = Link(
                 peer,
@@ -192,7 +192,7 @@ class P2PNetwork:
 
     async def _run_link(self, link: Link) -> None:
         try:
-            await link.run()
+            await link.run(idle_s=self._settings.link_idle_ns / _NS)
         finally:
             if self._links.get(link.peer) is link:
                 del self._links[link.peer]

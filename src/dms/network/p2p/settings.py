@@ -47,6 +47,8 @@ class P2PSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Frames queued per peer link; send() waits when it is full (backpressure)."""
     write_batch_bytes: Positive = 64 * 1024
     """Queued frames are coalesced into one write up to this many bytes."""
+    link_idle_ns: Positive = 10 * 60 * _S
+    """A peer's outbound stream and writer are released after this long without frames."""
     dial_timeout_ns: Positive = 10 * _S
     reconnect_min_ns: Positive = 200 * _MS
     reconnect_max_ns: Positive = 30 * _S
