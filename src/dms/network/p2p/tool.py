@@ -203,7 +203,7 @@ class Tool:
     async def run_command(self, command: Command) -> None:
         try:
             value = await self.execute(command)
-        except (DMSError, msgspec.ValidationError, trio.TooSlowError) as exc:
+        except Exception as exc:  # every failure is an answer, never a crash of the node
             emit(Result(id=command.id, ok=False, error=str(exc), error_type=type(exc).__name__))
         else:
             emit(Result(id=command.id, ok=True, value=value))
