@@ -262,7 +262,9 @@ class DeploymentActor(Actor):
         seed = self.record.deployment_id
         known = [c for c in self.service.view.candidates(now) if c.provider not in excluded]
         spec_edges = edges(self.ensemble)
-        first = plan(todo, known, edges=spec_edges, seed=seed)
+        # A bounded search on a large view; every provider when edges constrain the choice.
+        limit = 0 if spec_edges else self.service.candidate_limit
+        first = plan(todo, known, edges=spec_edges, seed=seed, limit=limit)
         declined: dict[str, dict[str, str]] = {}
         bids: list[Bid] = []
         targets: dict[str, list[Candidate]] = {}

@@ -47,7 +47,15 @@ def explanation_of(
             views.values(),
             key=lambda v: (not v.chosen, v.filtered_by != "", -(v.total or 0.0), v.provider),
         )
-        nodes.append(NodeExplanation(node=node, chosen=chosen, candidates=tuple(ordered)))
+        nodes.append(
+            NodeExplanation(
+                node=node,
+                chosen=chosen,
+                candidates=tuple(ordered),
+                considered=decision.considered,
+                known=decision.known,
+            )
+        )
     return Explanation(
         deployment_id=record.deployment_id,
         status=record.status,

@@ -150,6 +150,11 @@ class NodeExplanation(msgspec.Struct, frozen=True, kw_only=True):
     node: str
     chosen: tuple[str, ...]
     candidates: tuple[CandidateView, ...]
+    considered: int = 0
+    """Providers looked at; fewer than ``known`` when the orchestrator's candidate limit
+    stopped the search once it had found enough feasible ones."""
+    known: int = 0
+    """Providers in the orchestrator's view when it planned."""
 
 
 class Explanation(msgspec.Struct, frozen=True, kw_only=True):

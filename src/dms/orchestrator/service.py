@@ -92,6 +92,7 @@ class OrchestratorService:
         retry_interval_s: float = 1.0,
         redeploy_timeout_s: float = 120.0,
         spare_candidates: int = 2,
+        candidate_limit: int = 16,
     ) -> None:
         self.system = system
         self.clock = clock
@@ -105,6 +106,10 @@ class OrchestratorService:
         self.retry_interval_s = retry_interval_s
         self.redeploy_timeout_ns = int(redeploy_timeout_s * NS)
         self.spare_candidates = spare_candidates
+        if candidate_limit < 0:
+            raise ValueError(f"candidate_limit: {candidate_limit}; accepted: 0 (none) or more")
+        self.candidate_limit = candidate_limit
+        """Feasible providers looked for per node before ranking (0: every provider known)."""
         self.actors: dict[str, DeploymentActor] = {}
         self.watchers: dict[str, anyio.Event] = {}
         self.root: Actor | None = None

@@ -9,10 +9,15 @@ MAX_PROVIDERS = 100_000
 
 
 class AdvertView:
-    """Adverts by provider DID, newest sequence wins, stale after their time-to-live."""
+    """Adverts by provider DID, newest sequence wins, stale after their time-to-live.
+
+    Each advert's Candidate is made once, when the advert arrives: a placement reads the view
+    many times more often than a provider advertises.
+    """
 
     def __init__(self) -> None:
         self._adverts: dict[str, CapacityAdvert] = {}
+        self._candidates: dict[str, Candidate] = {}
 
     def update(self, advert: CapacityAdvert) -> bool:
         """Keep ``advert`` unless an equal or newer one of the same provider is known."""
@@ -23,10 +28,12 @@ class AdvertView:
         if known is None and len(self._adverts) >= MAX_PROVIDERS:
             return False
         self._adverts[did] = advert
+        self._candidates[did] = candidate_of(advert)
         return True
 
     def forget(self, did: str) -> None:
         self._adverts.pop(did, None)
+        self._candidates.pop(did, None)
 
     def advert(self, did: str) -> CapacityAdvert | None:
         return self._adverts.get(did)
@@ -37,10 +44,12 @@ class AdvertView:
         ]
         for did in stale:
             del self._adverts[did]
+            self._candidates.pop(did, None)
         return list(self._adverts.values())
 
     def candidates(self, now_ns: int) -> list[Candidate]:
-        return [candidate_of(a) for a in self.live(now_ns)]
+        self.live(now_ns)
+        return list(self._candidates.values())
 
     def __len__(self) -> int:
         return len(self._adverts)

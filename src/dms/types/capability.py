@@ -213,6 +213,11 @@ class Capability(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         """Check this (machine) capability against a requirement, dimension by dimension."""
         return Verdict(tuple(_CHECKERS[d](self, requirement) for d in DIMENSIONS))
 
+    def check(self, dimension: str, requirement: Capability) -> Check:
+        """One dimension of :meth:`satisfies` (a matcher that filters on one concern at a
+        time need not check the other nine). Raises KeyError for an unknown dimension."""
+        return _CHECKERS[dimension](self, requirement)
+
 
 # -- add helpers ------------------------------------------------------------------------------
 
@@ -284,7 +289,11 @@ def _check_locality(m: Capability, r: Capability) -> Check:
 
 def _check_connectivity(m: Capability, r: Capability) -> Check:
     # A machine that lists no ports opens any (its ResourceManager reserves them from a range).
-    missing = sorted(set(r.connectivity.ports) - set(m.connectivity.ports)) if m.connectivity.ports else []
+    missing = (
+        sorted(set(r.connectivity.ports) - set(m.connectivity.ports))
+        if m.connectivity.ports
+        else []
+    )
     if missing:
         return Check("connectivity", False, f"ports {missing} not available")
     if r.connectivity.vpn and not m.connectivity.vpn:

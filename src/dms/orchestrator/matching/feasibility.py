@@ -27,7 +27,7 @@ class _DimensionChecker:
         self.dimension = dimension
 
     def check(self, candidate: Candidate, placement: Placement) -> str | None:
-        verdict: Check = candidate.capability.satisfies(placement.requirement).check(self.dimension)
+        verdict: Check = candidate.capability.check(self.dimension, placement.requirement)
         return None if verdict.ok else verdict.reason
 
 
@@ -71,7 +71,7 @@ class BudgetChecker:
     name = "budget"
 
     def check(self, candidate: Candidate, placement: Placement) -> str | None:
-        verdict = candidate.capability.satisfies(placement.requirement).check("price")
+        verdict = candidate.capability.check("price", placement.requirement)
         return None if verdict.ok else verdict.reason
 
 

@@ -11,6 +11,7 @@ step budget so a hopeless ensemble fails quickly. Everything it decided is retur
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import msgspec
@@ -42,6 +43,10 @@ class NodeDecision(msgspec.Struct, frozen=True, kw_only=True):
     filtered: tuple[Filtered, ...]
     ranked: tuple[Ranked, ...]
     chosen: tuple[str, ...] = ()
+    considered: int = 0
+    """Candidates looked at (filtered or ranked): fewer than ``known`` under a limit."""
+    known: int = 0
+    """Candidates there were for this node."""
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,10 +65,17 @@ def filter_candidates(
     candidates: Sequence[Candidate],
     placement: Placement,
     checkers: Sequence[FeasibilityChecker] = CHECKERS,
+    *,
+    limit: int = 0,
+    start: int = 0,
 ) -> tuple[list[Candidate], list[Filtered]]:
+    """The feasible candidates and why the others are not. With ``limit`` (0: none), stop
+    once that many are feasible, looking from index ``start`` on (and around)."""
     feasible: list[Candidate] = []
     filtered: list[Filtered] = []
-    for candidate in candidates:
+    count = len(candidates)
+    for i in range(count):
+        candidate = candidates[(start + i) % count] if start else candidates[i]
         for checker in checkers:
             reason = checker.check(candidate, placement)
             if reason is not None:
@@ -71,7 +83,17 @@ def filter_candidates(
                 break
         else:
             feasible.append(candidate)
+            if limit and len(feasible) >= limit:
+                break
     return feasible, filtered
+
+
+def _start(seed: str, node: str, count: int) -> int:
+    """Where a limited search starts: spread over the pool by deployment, replayable."""
+    if count <= 1:
+        return 0
+    digest = hashlib.blake2b(f"{seed}/{node}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 def _edge_ok(edge: EdgeConstraint, a: Candidate, b: Candidate) -> bool:
@@ -117,22 +139,40 @@ def plan(
     max_steps: int = 20_000,
     pools: Mapping[str, Sequence[Candidate]] | None = None,
     reserved: bool = False,
+    limit: int = 0,
 ) -> Plan:
     """Choose providers for every placement, or say why that is impossible now.
 
     ``pools`` gives each node its own candidates (the providers that bid for it) instead of
     ``candidates`` for all; with ``reserved`` their capacity is already held for that node (a
     bid's hold), so nodes sharing a provider are not checked against each other's needs.
+
+    ``limit`` (0: none) bounds the work per node on a large pool, as Nomad's limit iterator
+    does: candidates are looked at from a point that depends on ``seed`` and the node, and
+    the search stops once ``limit`` of them (at least the node's replicas) are feasible. The
+    rest are neither filtered nor ranked; each decision says how many were considered.
     """
     rankers = default_rankers() if rankers is None else rankers
     decisions: dict[str, NodeDecision] = {}
     order: dict[str, list[Candidate]] = {}
     for placement in placements:
         pool = candidates if pools is None else pools.get(placement.node, ())
-        feasible, filtered = filter_candidates(pool, placement)
+        if limit:
+            feasible, filtered = filter_candidates(
+                pool,
+                placement,
+                limit=max(limit, placement.replicas),
+                start=_start(seed, placement.node, len(pool)),
+            )
+        else:
+            feasible, filtered = filter_candidates(pool, placement)
         ranked = rank(feasible, placement, rankers, seed)
         decisions[placement.node] = NodeDecision(
-            node=placement.node, filtered=tuple(filtered), ranked=tuple(ranked)
+            node=placement.node,
+            filtered=tuple(filtered),
+            ranked=tuple(ranked),
+            considered=len(feasible) + len(filtered),
+            known=len(pool),
         )
         order[placement.node] = [r.candidate for r in ranked]
 
@@ -155,9 +195,11 @@ def plan(
         for i in range(p.replicas)
     ]
     remaining: dict[str, Capability] = {}
+    ranked_providers = {c.provider for picked in order.values() for c in picked}
     for pool in [candidates, *(pools or {}).values()]:
         for c in pool:
-            remaining.setdefault(c.provider, c.capability)
+            if c.provider in ranked_providers:
+                remaining.setdefault(c.provider, c.capability)
     chosen: dict[str, list[Candidate]] = {p.node: [] for p in placements}
     steps = 0
     deepest_index, deepest_why = 0, ""

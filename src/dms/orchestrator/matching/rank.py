@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -39,6 +39,31 @@ class Ranker(Protocol):
     ) -> Score: ...
 
 
+class _Bounds:
+    """The lowest and highest value over the pool being ranked, computed once per pool.
+
+    :func:`rank` hands every ranker the same tuple for all candidates of one placement, so
+    the bounds are kept for that tuple (by identity: a tuple never changes) instead of being
+    recomputed for each candidate, which would make ranking quadratic in the pool's size.
+    """
+
+    __slots__ = ("_bounds", "_pool", "_value")
+
+    def __init__(self, value: Callable[[Candidate], float | None]) -> None:
+        self._value = value
+        self._pool: tuple[Candidate, ...] | None = None
+        self._bounds: tuple[float, float] | None = None
+
+    def __call__(self, pool: Sequence[Candidate]) -> tuple[float, float] | None:
+        if pool is self._pool:
+            return self._bounds
+        values = [v for c in pool if (v := self._value(c)) is not None]
+        bounds = (min(values), max(values)) if values else None
+        if isinstance(pool, tuple):
+            self._pool, self._bounds = pool, bounds
+        return bounds
+
+
 def _spread(value: float, low: float, high: float, *, lower_is_better: bool) -> float:
     if high <= low:
         return 1.0
@@ -51,10 +76,13 @@ class PriceRanker:
 
     name = "price"
 
+    def __init__(self) -> None:
+        self._bounds = _Bounds(lambda c: c.capability.price.currency_per_hour)
+
     def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
-        prices = [c.capability.price.currency_per_hour for c in pool]
         mine = candidate.capability.price.currency_per_hour
-        value = _spread(mine, min(prices), max(prices), lower_is_better=True)
+        low, high = self._bounds(pool) or (mine, mine)
+        value = _spread(mine, low, high, lower_is_better=True)
         weight = placement.requirement.price.preference / 100
         return Score(self.name, value, weight, f"asks {candidate.capability.price.describe()}")
 
@@ -72,9 +100,13 @@ class TimeRanker:
 
     name = "time"
 
+    def __init__(self) -> None:
+        self._bounds = _Bounds(_speed)
+
     def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
-        speeds = [_speed(c) for c in pool]
-        value = _spread(_speed(candidate), min(speeds), max(speeds), lower_is_better=False)
+        mine = _speed(candidate)
+        low, high = self._bounds(pool) or (mine, mine)
+        value = _spread(mine, low, high, lower_is_better=False)
         weight = placement.requirement.time.preference / 100
         if candidate.time_estimate_s is not None:
             detail = f"estimates {candidate.time_estimate_s:.1f}s"
@@ -112,14 +144,15 @@ class RTTRanker:
 
     def __init__(self, weight: float = 0.2) -> None:
         self.weight = weight
+        self._bounds = _Bounds(lambda c: c.rtt_ms)
 
     def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
-        known = [c.rtt_ms for c in pool if c.rtt_ms is not None]
-        if not known:
+        bounds = self._bounds(pool)
+        if bounds is None:
             return Score(self.name, 1.0, 0.0, "no RTT measured")
-        worst = max(known)
+        best, worst = bounds
         mine = candidate.rtt_ms if candidate.rtt_ms is not None else worst
-        value = _spread(mine, min(known), worst, lower_is_better=True)
+        value = _spread(mine, best, worst, lower_is_better=True)
         detail = f"{candidate.rtt_ms:.1f} ms" if candidate.rtt_ms is not None else "RTT unknown"
         return Score(self.name, value, self.weight, detail)
 
@@ -141,8 +174,9 @@ def rank(
 ) -> list[Ranked]:
     """Candidates best first, each with the scores that put it there."""
     out: list[Ranked] = []
-    for candidate in candidates:
-        scores = tuple(r.score(candidate, placement, candidates) for r in rankers)
+    pool = tuple(candidates)
+    for candidate in pool:
+        scores = tuple(r.score(candidate, placement, pool) for r in rankers)
         weights = sum(s.weight for s in scores)
         total = sum(s.score * s.weight for s in scores) / weights if weights else 0.0
         out.append(
