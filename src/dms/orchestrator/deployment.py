@@ -74,12 +74,22 @@ _ACTIVE = (AllocationStatus.RUNNING, AllocationStatus.COMPLETED)
 
 class DeploymentActor(Actor):
     def __init__(
-        self, service: OrchestratorService, record: DeploymentRecord, restored: bool
+        self,
+        service: OrchestratorService,
+        record: DeploymentRecord,
+        restored: bool,
+        ensemble: Ensemble | None = None,
     ) -> None:
+        """``ensemble``: the record's ensemble already parsed (a new deployment); read from
+        the record when not given (a restored one)."""
         self.service = service
         self.record = record
         self.restored = restored
-        self.ensemble: Ensemble = parse_ensemble(record.ensemble, record.deployment_id)
+        self.ensemble: Ensemble = (
+            ensemble
+            if ensemble is not None
+            else parse_ensemble(record.ensemble, record.deployment_id)
+        )
         self.log = get_logger(node=service.system.peer_id, deployment=record.deployment_id)
         self.changed = anyio.Event()
         self.broadcast_bids: list[Bid] = []

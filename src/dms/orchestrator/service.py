@@ -33,6 +33,7 @@ from dms.jobs.protocol import (
     ResultChunkRequest,
     ResultsList,
 )
+from dms.jobs.spec import Ensemble
 from dms.jobs.status import DeploymentStatus
 from dms.log import get_logger
 from dms.orchestrator.deployment import DeploymentActor
@@ -164,8 +165,10 @@ class OrchestratorService:
             raise RuntimeError("OrchestratorService.register(root) was not called")
         return self.root
 
-    async def _spawn(self, record: DeploymentRecord, *, restored: bool) -> None:
-        actor = DeploymentActor(self, record, restored)
+    async def _spawn(
+        self, record: DeploymentRecord, *, restored: bool, ensemble: Ensemble | None = None
+    ) -> None:
+        actor = DeploymentActor(self, record, restored, ensemble)
         self.actors[record.deployment_id] = actor
         await self._root().spawn(
             lambda: actor, f"deployment-{record.deployment_id}", restart=Restart.TEMPORARY
@@ -238,7 +241,7 @@ class OrchestratorService:
             reason="waiting for providers",
         )
         await self.repository.save(record)
-        await self._spawn(record, restored=False)
+        await self._spawn(record, restored=False, ensemble=ensemble)
         self.log.info("deployment created", deployment=record.deployment_id)
         return record.summary()
 
