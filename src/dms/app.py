@@ -2,8 +2,9 @@
 
 Start order (each step only once the one before it is ready)::
 
-    home, API token -> SQLite store -> hardware, resources, onboarding -> executors
-      -> start-up sanity check -> network (libp2p, from the node key)
+    home, API token -> SQLite store -> hardware, resources, onboarding
+      -> executors (what a previous run left running is killed) -> start-up sanity check
+      -> network (libp2p, from the node key)
       -> actor system (trust context from the home) with the Node root actor
          (node, onboarding, provider and orchestrator behaviors)
       -> supervised tasks: resource reclaimer, provider, orchestrator
@@ -273,6 +274,16 @@ class DMS:
 
         from dms.sanity import sanity_check
 
+        # What a previous run left behind dies first; then the store is reconciled with what
+        # still runs (nothing, after a crash).
+        for kind, cleaned in (await executors.cleanup()).items():
+            if cleaned.lost or cleaned.killed:
+                self.log.warning(
+                    "executions left by a previous run",
+                    executor=kind.value,
+                    lost=list(cleaned.lost),
+                    killed=list(cleaned.killed),
+                )
         report = await sanity_check(onboarding, executors)
         if report.offboarded or report.failed:
             self.log.warning("sanity check changed the store", report=report.describe())
