@@ -56,8 +56,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str =
     from rich.table import Table
 
     grid = Table(title=title or None, title_justify="left", header_style="bold")
-    for column in columns:
-        grid.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        # The first column holds ids: kept whole; the others fold when the line is too short.
+        grid.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
         grid.add_row(*(str(cell) for cell in row))
     out().print(grid)
