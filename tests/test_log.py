@@ -29,3 +29,12 @@ class TestLogging:
         text = out.getvalue()
         assert "shown" in text and "hidden" not in text
         assert "node" in text and "n1" in text
+
+    def test_a_logger_made_before_configure_follows_it(self) -> None:
+        early = get_logger(node="n0")
+        out = io.StringIO()
+        configure("error", "json", stream=out)
+        early.warning("hidden")
+        early.error("shown")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [(r["event"], r["node"]) for r in lines] == [("shown", "n0")]

@@ -70,5 +70,6 @@ def configure(
 
 def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger with bound context (node, deployment, allocation ids)."""
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**context)
+    # A lazy proxy: a logger made at import time still follows a later configure().
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**context)
     return logger
