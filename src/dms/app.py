@@ -58,6 +58,8 @@ from dms.types.units import parse_duration
 if TYPE_CHECKING:
     from dms.api.server import APIServer
     from dms.executor.registry import ExecutorRegistry
+    from dms.jobs.provider import ProviderService
+    from dms.orchestrator import OrchestratorService
 
 
 def _process_started() -> float:
@@ -175,8 +177,8 @@ class DMS:
         self.token = ""
         self.api_url = ""
         self.ready_s = 0.0
-        self.provider: Any = None
-        self.orchestrator: Any = None
+        self.provider: ProviderService | None = None
+        self.orchestrator: OrchestratorService | None = None
 
     # -- parts, once started ---------------------------------------------------------------
 
@@ -386,14 +388,12 @@ class DMS:
         onboarding: OnboardingService,
         manager: ResourceManager,
         executors: ExecutorRegistry,
-    ) -> Any:
+    ) -> ProviderService | None:
         if not self.want_provider:
             return None
-        provider_class = _optional("dms.jobs.provider", "ProviderService")
-        if provider_class is None:
-            self.log.warning("no provider in this build: this node cannot run workloads")
-            return None
-        return provider_class(
+        from dms.jobs.provider import ProviderService
+
+        return ProviderService(
             system=system,
             onboarding=onboarding,
             manager=manager,
@@ -404,14 +404,12 @@ class DMS:
             version=self.version,
         )
 
-    def _make_orchestrator(self, system: ActorSystem, db: Database) -> Any:
+    def _make_orchestrator(self, system: ActorSystem, db: Database) -> OrchestratorService | None:
         if not self.want_orchestrator:
             return None
-        orchestrator_class = _optional("dms.orchestrator", "OrchestratorService")
-        if orchestrator_class is None:
-            self.log.warning("no orchestrator in this build: this node cannot deploy")
-            return None
-        return orchestrator_class(
+        from dms.orchestrator import OrchestratorService
+
+        return OrchestratorService(
             system=system, db=db, clock=self.clock, work_dir=self.home.work_dir / "deployments"
         )
 
@@ -442,11 +440,3 @@ def docker_api_configured(env: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("DOCKER_HOST")) or Path(DOCKER_SOCKET).exists()
 
 
-def _optional(module: str, name: str) -> Any:
-    """``module.name`` if this build has it, else None (parts that land separately)."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None

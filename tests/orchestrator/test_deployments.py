@@ -253,3 +253,24 @@ class TestRestore:
             await net.orchestrator.shutdown(ShutdownRequest(deployment_id=summary.deployment_id))
             assert await wait_final(net, summary.deployment_id) is DeploymentStatus.COMPLETED
             assert net.providers["q"].free == 8
+
+
+class TestMessageBounds:
+    """Requests decoded from the wire refuse times and sizes the store could not hold."""
+
+    @pytest.mark.parametrize(
+        ("kind", "data"),
+        [
+            (PruneRequest, {"before_ns": 2**63}),
+            (PruneRequest, {"before_ns": -1}),
+            (ListDeployments, {"limit": 0}),
+            (ListDeployments, {"offset": -5}),
+            (NewDeployment, {"ensemble": "", "timeout_ns": 0}),
+        ],
+        ids=["prune-huge", "prune-negative", "limit-zero", "offset-negative", "timeout-zero"],
+    )
+    def test_out_of_range_is_refused(self, kind: type, data: dict[str, object]) -> None:
+        import msgspec
+
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(data, kind)

@@ -6,6 +6,8 @@ replies are typed; the REST API and the CLI use these same types.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from dms.actor.handle import Handle
@@ -23,6 +25,8 @@ DEPLOYMENT_PRUNE = "/dms/node/deployment/prune"
 DEPLOYMENT_EXPLAIN = "/dms/node/deployment/explain"
 
 DEFAULT_DEPLOY_TIMEOUT_NS = 5 * 60 * 10**9
+MAX_NS = 2**62
+"""Times and durations in ns stay below this (SQLite integers are 64-bit)."""
 
 
 class NewDeployment(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,7 +34,7 @@ class NewDeployment(msgspec.Struct, frozen=True, kw_only=True):
     """The ensemble file's text (YAML, version: V1)."""
     files: dict[str, bytes] = msgspec.field(default_factory=dict)
     """Files the ensemble names (wasm modules, inputs), by the path written in the ensemble."""
-    timeout_ns: int = DEFAULT_DEPLOY_TIMEOUT_NS
+    timeout_ns: Annotated[int, msgspec.Meta(ge=1, le=MAX_NS)] = DEFAULT_DEPLOY_TIMEOUT_NS
     """Placement deadline: Failed if not Running (or Completed) by then."""
     source: str = ""
     """Where the ensemble came from (a file name), for messages."""
@@ -86,10 +90,10 @@ class ListDeployments(msgspec.Struct, frozen=True, kw_only=True):
     status: tuple[DeploymentStatus, ...] = ()
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     """Every key/value given must match."""
-    created_after_ns: int = 0
-    created_before_ns: int = 0
-    offset: int = 0
-    limit: int = 50
+    created_after_ns: Annotated[int, msgspec.Meta(ge=0, le=MAX_NS)] = 0
+    created_before_ns: Annotated[int, msgspec.Meta(ge=0, le=MAX_NS)] = 0
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_NS)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
 
 
 class DeploymentPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,7 +126,7 @@ class ShutdownRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PruneRequest(msgspec.Struct, frozen=True, kw_only=True):
-    before_ns: int = 0
+    before_ns: Annotated[int, msgspec.Meta(ge=0, le=MAX_NS)] = 0
     """Only deployments that finished before this time (0 = any time)."""
 
 
