@@ -69,6 +69,9 @@ if TYPE_CHECKING:
     from dms.orchestrator.service import OrchestratorService
 
 NS = 1_000_000_000
+BID_ROUNDS = 3
+"""Rounds of bid requests in one attempt: the best candidates, then the next ones for nodes
+whose bids were declined."""
 _ACTIVE = (AllocationStatus.RUNNING, AllocationStatus.COMPLETED)
 
 
@@ -279,10 +282,30 @@ class DeploymentActor(Actor):
         bids: list[Bid] = []
         targets: dict[str, list[Candidate]] = {}
         if first.ok:
-            for p in todo:
-                ranked = [r.candidate for r in first.decisions[p.node].ranked]
-                targets[p.node] = ranked[: p.replicas + self.service.spare_candidates]
-            bids, declined = await self.request_bids(todo, targets)
+            ranking = {p.node: [r.candidate for r in first.decisions[p.node].ranked] for p in todo}
+            asked = {p.node: 0 for p in todo}
+            for _ in range(BID_ROUNDS):
+                # A node short of bids asks the next candidates of its ranking at once (its
+                # first choices' adverts were stale), rather than waiting for the next attempt.
+                got = {p.node: 0 for p in todo}
+                for bid in bids:
+                    got[bid.node] = got.get(bid.node, 0) + 1
+                targets = {}
+                for p in todo:
+                    short = p.replicas - got[p.node]
+                    if short <= 0:
+                        continue
+                    start = asked[p.node]
+                    count = short + self.service.spare_candidates if start == 0 else short
+                    targets[p.node] = ranking[p.node][start : start + count]
+                    asked[p.node] = start + len(targets[p.node])
+                targets = {node: ask for node, ask in targets.items() if ask}
+                if not targets:
+                    break
+                more_bids, more_declined = await self.request_bids(todo, targets)
+                bids.extend(more_bids)
+                for node, reasons in more_declined.items():
+                    declined.setdefault(node, {}).update(reasons)
         wanted_replicas = sum(p.replicas for p in todo)
         if len(known) < wanted_replicas or not first.ok:
             await self.broadcast_requests(todo)
