@@ -29,6 +29,7 @@ from dms.executor.base import ExecutionRequest, NetworkMode, Reason, ResourceUsa
 from dms.executor.core import Execution, ExecutorBase, Outcome, Started
 from dms.executor.errors import InvalidRequest, StartFailed
 from dms.executor.output import Sink
+from dms.executor.trim import release_freed_memory
 from dms.types.jobs import ExecutorType
 
 WASM_PAGE = 64 * 1024
@@ -236,6 +237,12 @@ class WasmExecutor(ExecutorBase):
             )
 
     async def _run(self, execution: Execution, started: Started) -> Outcome:
+        try:
+            return await self._run_module(execution, started)
+        finally:
+            release_freed_memory()  # the run's instance and buffers are gone by now
+
+    async def _run_module(self, execution: Execution, started: Started) -> Outcome:
         request = execution.request
         assert request is not None and isinstance(request.program, WasmProgram)
         assert execution.folder is not None
