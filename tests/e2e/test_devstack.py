@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "examples" / "hello.yaml"
+UPCASE = ROOT / "examples" / "upcase.yaml"
 SERVICE = """
 version: V1
 metadata: {name: idle-service}
@@ -73,6 +74,16 @@ async def test_three_nodes_deploy_cancel_restart_restore(tmp_path: Path) -> None
                 dms("deployments", "explain", hello_id, "--json", home=home).stdout
             )
             assert len(explained["nodes"][0]["candidates"]) == 3  # type: ignore[index]
+
+            done = dms("deploy", str(UPCASE), "--wait", "--json", home=home)
+            assert done.returncode == 0, done.stderr
+            upcase_id = str(last_json(done.stdout)["summary"]["deployment_id"])  # type: ignore[index]
+            listing = last_json(
+                dms("deployments", "results", upcase_id, "--json", home=home).stdout
+            )
+            assert [f["path"] for f in listing["files"]] == ["upper.txt"]  # type: ignore[index, union-attr]
+            fetched = dms("deployments", "results", upcase_id, "upper.txt", home=home)
+            assert fetched.stdout == "DMS MOVES WORK TO WHERE THE MACHINES ARE.\n"
 
             with Client(stack.nodes[0].api_url, read_api_token(stack.homes[0])) as client:
                 cancelled_id = client.deploy_file(service_file).deployment_id

@@ -1,4 +1,4 @@
-"""``dms deploy FILE`` and ``dms deployments list|show|logs|explain|cancel|prune``."""
+"""``dms deploy FILE`` and ``dms deployments list|show|logs|results|explain|cancel|prune``."""
 
 from __future__ import annotations
 
@@ -326,6 +326,57 @@ def logs(
                 return
             if not chunk.data:
                 time.sleep(0.5)
+
+
+@app.command("results")
+def results(
+    ctx: typer.Context,
+    deployment_id: IdArgument,
+    path: Annotated[
+        str, typer.Argument(help="A result file to fetch; without it, list the result files.")
+    ] = "",
+    allocation: Annotated[
+        str, typer.Option("--allocation", help="Allocation name or id (needed when several).")
+    ] = "",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the file here (default: stdout).")
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """List an allocation's result files, or fetch one whole (in chunks)."""
+    state: CLIState = ctx.obj
+    with state.client() as client:
+        if not path:
+            listing = client.results(deployment_id, allocation=allocation).files
+            files = listing.files if listing is not None else ()
+            if json:
+                emit_json({"files": files})
+                return
+            if not files:
+                note("no result files")
+                return
+            table(["file", "bytes"], [[f.path, str(f.size)] for f in files])
+            return
+        sink = output.open("wb") if output is not None else sys.stdout.buffer
+        try:
+            offset = 0
+            while True:
+                chunk = client.results(
+                    deployment_id, allocation=allocation, path=path, offset=offset
+                ).chunk
+                if chunk is None:
+                    break
+                sink.write(chunk.data)
+                offset = chunk.next_offset
+                if chunk.eof or not chunk.data:
+                    break
+        finally:
+            if output is not None:
+                sink.close()
+            else:
+                sink.flush()
+    if output is not None and not json:
+        note(f"{path}: {offset} bytes written to {output}")
 
 
 @app.command("explain")
