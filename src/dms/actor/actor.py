@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from dms.actor.behavior import (
+    MAX_CONCURRENT,
     Behavior,
     BehaviorOptions,
     BehaviorSpec,
@@ -220,6 +221,7 @@ class ActorCell:
         self._stop_requested = False
         self._current: ReplySlot | None = None
         self._task_group: TaskGroup | None = None
+        self._concurrency = anyio.Semaphore(MAX_CONCURRENT)
         self._children: Supervisor | None = None
         self._children_ready = anyio.Event()
 
@@ -407,6 +409,12 @@ class ActorCell:
                         continue
                     if behavior.one_shot:
                         self.behaviors.pop(behavior.path, None)
+                    if behavior.options.concurrent and self._task_group is not None:
+                        await self._concurrency.acquire()
+                        self._task_group.start_soon(
+                            self._handle_concurrent, behavior, envelope, message, reply
+                        )
+                        continue
                     self._current = reply
                     try:
                         result = await behavior.handler(message, envelope)
@@ -426,6 +434,31 @@ class ActorCell:
             finally:
                 self.busy = False
             mailbox.drained()
+
+    async def _handle_concurrent(
+        self, behavior: Behavior, envelope: Envelope, message: Any, reply: ReplySlot | None
+    ) -> None:
+        """One message of a ``concurrent`` behavior, in a task of its own."""
+        system = self.system
+        try:
+            result = await behavior.handler(message, envelope)
+        except Exception as exc:
+            self.failed += 1
+            if reply is None:
+                self.crash(exc)
+            else:
+                await system._complete(reply, exc)
+            return
+        except BaseException:
+            # Cancelled because the actor stops: its caller hears so now, not at its deadline.
+            if reply is not None:
+                system._complete_nowait(reply, ActorStopped(self.inbox, "invoke"))
+            raise
+        finally:
+            self._concurrency.release()
+        self.processed += 1
+        if reply is not None:
+            await system._complete(reply, None, result)
 
     # -- children ------------------------------------------------------------------------------
 

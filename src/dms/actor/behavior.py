@@ -26,6 +26,8 @@ from dms.actor.envelope import Envelope
 from dms.types import quantity
 
 PUBLIC_PREFIX = "/public/"
+MAX_CONCURRENT = 64
+"""Concurrent handlers running at once per actor."""
 DEFAULT_RATE_CLASS = "default"
 
 Handler = Callable[[Any, Envelope], Any]
@@ -42,7 +44,10 @@ class BehaviorOptions(msgspec.Struct, frozen=True, kw_only=True):
     ``capability``: what the caller must be granted ("" = the behavior's path; paths under
     ``/public/`` need nothing). ``one_shot``: removed after its first message. ``expiry_ns``:
     wall-clock time after which it is removed (0 = never). ``topic``: also receive broadcasts
-    on this topic. ``rate_class``: which rate limit applies to callers.
+    on this topic. ``rate_class``: which rate limit applies to callers. ``concurrent``: an
+    ``async def`` handler that only waits on others (another actor, I/O) and keeps no state of
+    its own across awaits runs in a task of its own, so the actor's mailbox keeps moving
+    meanwhile (at most ``MAX_CONCURRENT`` at once per actor; callers beyond wait).
     """
 
     capability: str = ""
@@ -50,6 +55,7 @@ class BehaviorOptions(msgspec.Struct, frozen=True, kw_only=True):
     expiry_ns: int = 0
     topic: str = ""
     rate_class: str = DEFAULT_RATE_CLASS
+    concurrent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,7 @@ def behavior(
     expiry_ns: int = 0,
     topic: str = "",
     rate_class: str = DEFAULT_RATE_CLASS,
+    concurrent: bool = False,
 ) -> Callable[[F], F]:
     """Mark an actor method as the handler of ``path`` (see the module docstring)."""
     spec = make_spec(
@@ -144,6 +151,7 @@ def behavior(
             expiry_ns=expiry_ns,
             topic=topic,
             rate_class=rate_class,
+            concurrent=concurrent,
         ),
     )
 

@@ -53,11 +53,11 @@ class NodeActor(Actor):
     def peers_self(self, message: Empty, envelope: Envelope) -> PeerSelf:
         return self.service.self_info()
 
-    @behavior(names.PEERS_PING, PingRequest, PingReply)
+    @behavior(names.PEERS_PING, PingRequest, PingReply, concurrent=True)
     async def ping(self, message: PingRequest, envelope: Envelope) -> PingReply:
         return await self.service.ping(message)
 
-    @behavior(names.PEERS_CONNECT, ConnectRequest, ConnectReply)
+    @behavior(names.PEERS_CONNECT, ConnectRequest, ConnectReply, concurrent=True)
     async def connect(self, message: ConnectRequest, envelope: Envelope) -> ConnectReply:
         return await self.service.connect(message)
 

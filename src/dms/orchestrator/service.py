@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from dms.actor import Actor, ActorSystem, Envelope, Restart
+from dms.actor import Actor, ActorSystem, BehaviorOptions, Envelope, Restart
 from dms.clock import Clock
 from dms.errors import InputError, SpecError
 from dms.jobs import InvalidEnsemble, dump_ensemble, parse_ensemble
@@ -120,20 +120,35 @@ class OrchestratorService:
 
     def register(self, root: Actor) -> None:
         self.root = root
+        # Reads only wait (on the store, or on a provider for logs and results): concurrent, so
+        # a slow provider never holds up the node's root actor.
+        reads = BehaviorOptions(concurrent=True)
         root.register(ADVERT, CapacityAdvert, None, self._on_advert)
         root.register(DEPLOYMENT_NEW, NewDeployment, DeploymentSummary, self._call(self.new))
-        root.register(DEPLOYMENT_LIST, ListDeployments, DeploymentPage, self._call(self.list))
-        root.register(DEPLOYMENT_STATUS, DeploymentRef, DeploymentSummary, self._call(self.status))
-        root.register(DEPLOYMENT_INFO, DeploymentRef, DeploymentInfo, self._call(self.info))
-        root.register(DEPLOYMENT_LOGS, DeploymentLogsRequest, LogsChunk, self._call(self.logs))
         root.register(
-            DEPLOYMENT_RESULTS, DeploymentResultRequest, ResultsReply, self._call(self.results)
+            DEPLOYMENT_LIST, ListDeployments, DeploymentPage, self._call(self.list), reads
+        )
+        root.register(
+            DEPLOYMENT_STATUS, DeploymentRef, DeploymentSummary, self._call(self.status), reads
+        )
+        root.register(DEPLOYMENT_INFO, DeploymentRef, DeploymentInfo, self._call(self.info), reads)
+        root.register(
+            DEPLOYMENT_LOGS, DeploymentLogsRequest, LogsChunk, self._call(self.logs), reads
+        )
+        root.register(
+            DEPLOYMENT_RESULTS,
+            DeploymentResultRequest,
+            ResultsReply,
+            self._call(self.results),
+            reads,
         )
         root.register(
             DEPLOYMENT_SHUTDOWN, ShutdownRequest, DeploymentSummary, self._call(self.shutdown)
         )
         root.register(DEPLOYMENT_PRUNE, PruneRequest, PruneResult, self._call(self.prune))
-        root.register(DEPLOYMENT_EXPLAIN, DeploymentRef, Explanation, self._call(self.explain))
+        root.register(
+            DEPLOYMENT_EXPLAIN, DeploymentRef, Explanation, self._call(self.explain), reads
+        )
 
     @staticmethod
     def _call(
