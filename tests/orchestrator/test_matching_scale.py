@@ -176,3 +176,34 @@ class TestView:
         assert [c.provider for c in view.candidates(now_ns=105)] == ["did:b"]
         view.forget("did:b")
         assert view.candidates(now_ns=105) == []
+
+
+class TestViewExpiry:
+    """Expiry by time to live, whatever the order of updates; replaced adverts never expire
+    their successors."""
+
+    @settings(max_examples=80)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b", "c"]),
+                st.integers(min_value=0, max_value=50),
+                st.integers(min_value=0, max_value=30),
+                st.integers(min_value=1, max_value=20),
+            ),
+            max_size=30,
+        ),
+        st.integers(min_value=0, max_value=100),
+    )
+    def test_live_matches_a_pass_over_every_advert(
+        self, updates: list[tuple[str, int, int, int]], read_at: int
+    ) -> None:
+        view = AdvertView()
+        latest: dict[str, CapacityAdvert] = {}
+        for name, sequence, issued, ttl in updates:
+            item = advert(name, sequence, issued_ns=issued, ttl_ns=ttl)
+            if view.update(item):
+                latest[f"did:{name}"] = item
+        expected = {did for did, a in latest.items() if not (a.issued_ns + a.ttl_ns < read_at)}
+        assert {c.provider for c in view.candidates(read_at)} == expected
+        assert {a.provider.did for a in view.live(read_at)} == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 from dms.jobs.protocol import CapacityAdvert
 from dms.orchestrator.matching import Candidate
 
@@ -18,6 +20,8 @@ class AdvertView:
     def __init__(self) -> None:
         self._adverts: dict[str, CapacityAdvert] = {}
         self._candidates: dict[str, Candidate] = {}
+        self._expiries: list[tuple[int, int, str]] = []
+        """(expiry, advert sequence, provider DID) of every advert kept, soonest first."""
 
     def update(self, advert: CapacityAdvert) -> bool:
         """Keep ``advert`` unless an equal or newer one of the same provider is known."""
@@ -29,6 +33,8 @@ class AdvertView:
             return False
         self._adverts[did] = advert
         self._candidates[did] = candidate_of(advert)
+        if advert.ttl_ns:
+            heapq.heappush(self._expiries, (advert.issued_ns + advert.ttl_ns, advert.sequence, did))
         return True
 
     def forget(self, did: str) -> None:
@@ -39,16 +45,27 @@ class AdvertView:
         return self._adverts.get(did)
 
     def live(self, now_ns: int) -> list[CapacityAdvert]:
-        stale = [
-            d for d, a in self._adverts.items() if a.ttl_ns and a.issued_ns + a.ttl_ns < now_ns
-        ]
-        for did in stale:
-            del self._adverts[did]
-            self._candidates.pop(did, None)
+        self._expire(now_ns)
         return list(self._adverts.values())
 
+    def _expire(self, now_ns: int) -> None:
+        """Forget adverts past their time to live. Entries of adverts replaced since are
+        skipped when they come up, so a read costs only the entries that expired, not a pass
+        over every provider."""
+        expiries = self._expiries
+        while expiries and expiries[0][0] < now_ns:
+            at_ns, sequence, did = heapq.heappop(expiries)
+            known = self._adverts.get(did)
+            if (
+                known is not None
+                and known.sequence == sequence
+                and known.issued_ns + known.ttl_ns == at_ns
+            ):
+                del self._adverts[did]
+                self._candidates.pop(did, None)
+
     def candidates(self, now_ns: int) -> list[Candidate]:
-        self.live(now_ns)
+        self._expire(now_ns)
         return list(self._candidates.values())
 
     def __len__(self) -> int:
