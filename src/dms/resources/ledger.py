@@ -87,9 +87,13 @@ def _select(conn: sqlite3.Connection, where: str, args: Iterable[object] = ()) -
 
 
 def _total(reservations: Iterable[Reservation]) -> Resources:
+    return _sum(r.resources for r in reservations)
+
+
+def _sum(amounts: Iterable[Resources]) -> Resources:
     total = Resources()
-    for r in reservations:
-        total = total.add(r.resources)
+    for amount in amounts:
+        total = total.add(amount)
     return total
 
 
@@ -111,6 +115,17 @@ def read_pool(conn: sqlite3.Connection) -> tuple[Resources | None, bool]:
 def live(conn: sqlite3.Connection) -> list[Reservation]:
     """Reservations that take resources (HELD, COMMITTED, ALLOCATED), oldest first."""
     return _select(conn, f"state IN {_LIVE} ORDER BY seq")
+
+
+def _live_usage(conn: sqlite3.Connection) -> list[tuple[ReservationState, int | None, Resources]]:
+    """(state, expiry, resources) of each live reservation, oldest first: what the pools are
+    made of, without decoding the rest of every row (a provider reads its pools per bid)."""
+    rows = conn.execute(
+        f"SELECT state, expires_ns, resources FROM reservations WHERE state IN {_LIVE} ORDER BY seq"
+    ).fetchall()
+    return [
+        (ReservationState(state), expires, _decode_resources(res)) for state, expires, res in rows
+    ]
 
 
 def by_allocation(conn: sqlite3.Connection, allocation_id: str) -> Reservation | None:
@@ -135,13 +150,13 @@ def pools(conn: sqlite3.Connection, now_ns: int) -> Pools:
     Read-only, so it can run in a read transaction.
     """
     onboarded, draining = read_pool(conn)
-    counted = [r for r in live(conn) if r.expires_ns is None or r.expires_ns > now_ns]
+    counted = [u for u in _live_usage(conn) if u[1] is None or u[1] > now_ns]
     by_state = {
-        s: _total(r for r in counted if r.state is s)
+        s: _sum(resources for state, _, resources in counted if state is s)
         for s in (ReservationState.HELD, ReservationState.COMMITTED, ReservationState.ALLOCATED)
     }
     base = onboarded or Resources()
-    used = _total(counted)
+    used = _sum(resources for _, _, resources in counted)
     try:
         free = base.subtract(used)
     except InsufficientResources as exc:
@@ -261,7 +276,7 @@ def _take(conn: sqlite3.Connection, requested: Resources, operation: str) -> Res
         raise NotOnboarded(operation)
     if draining:
         raise Draining(operation)
-    free = onboarded.subtract(_total(live(conn)))
+    free = onboarded.subtract(_sum(resources for _, _, resources in _live_usage(conn)))
     free.subtract(requested)  # raises InsufficientResources naming the dimension
     return Resources(
         cpu=CPU(cores=requested.cpu.cores),
