@@ -32,6 +32,14 @@ async def start(work: Path, sandbox: str, cgroups: str, module: str) -> None:
             program = ProcessProgram(argv=("/bin/sh", "-c", LEFTOVER))
             await processes.start(ExecutionRequest(id=f"p{index}", program=program))
         await modules.start(ExecutionRequest(id="w0", program=WasmProgram(path=module)))
+        # Each shell prints "started" once both of its sleeps are forked: only then is every
+        # process the test counts there.
+        for index in range(3):
+            seen = b""
+            async for chunk in processes.logs(f"p{index}", follow=True):
+                seen += chunk.data
+                if b"started" in seen:
+                    break
         print("ready", flush=True)
         await trio.sleep_forever()
 
