@@ -100,6 +100,8 @@ class DeploymentActor(Actor):
         self.last_seen: dict[str, int] = {}
         self.lifecycle_id = f"deployment/{record.deployment_id}"
         self.done = False
+        self._saved: DeploymentRecord | None = None
+        """The record as last stored (``self.record`` is replaced whenever it changes)."""
 
     # -- behaviors ---------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class DeploymentActor(Actor):
     async def save(self) -> None:
         self.record = msgspec.structs.replace(self.record, updated_ns=self.service.clock.now_ns())
         await self.service.repository.save(self.record)
+        self._saved = self.record
 
     async def set_status(self, status: DeploymentStatus, reason: str = "") -> None:
         if status is self.record.status:
@@ -644,7 +647,8 @@ class DeploymentActor(Actor):
         while self.record.status is DeploymentStatus.RUNNING:
             if self.record.shutdown_requested:
                 return
-            await self.save()
+            if self.record is not self._saved:  # events changed it since it was stored
+                await self.save()
             allocations = self.record.allocations
             if allocations and all(a.status.final for a in allocations):
                 failed = [
