@@ -62,7 +62,7 @@ lint: setup
 	$(VENV)/bin/mypy --strict src
 
 bench: setup
-	@for script in $(wildcard bench/*.py); do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(PY) bench/run_all.py
 
 # Re-resolve the pins from pyproject.toml into constraints.txt.
 lock:
