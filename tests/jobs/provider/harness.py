@@ -11,7 +11,6 @@ autojump clock a wait for a worker thread counts as idle, and virtual time would
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ from dms.resources import (
     idle_usage,
 )
 from dms.security import KeyPair, TrustContext
+from dms.sim.store import InlineDatabase
 from dms.store import Database
 from dms.types import (
     CPU,
@@ -108,18 +108,6 @@ PORTS = PortRange(20000, 20099)
 
 def always_free(port: int) -> bool:
     return True
-
-
-class InlineDatabase(Database):
-    """A real SQLite file whose transactions run in the loop's thread (see module docstring)."""
-
-    async def transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        await anyio.lowlevel.checkpoint()
-        return self.transact_sync(fn)
-
-    async def query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        await anyio.lowlevel.checkpoint()
-        return self.query_sync(fn)
 
 
 # -- the orchestrator side --------------------------------------------------------------------
