@@ -204,8 +204,18 @@ class TestConfig:
             (SimulationConfig(database="postgres"), "database"),
             (SimulationConfig(advert_interval_s=0), "advert_interval_s"),
             (SimulationConfig(deployment_timeout_s=0), "deployment_timeout_s"),
+            (SimulationConfig(heartbeat_interval_s=30), "heartbeat_timeout_s"),
         ],
-        ids=["providers", "orchestrators", "loss", "latency", "database", "advert", "timeout"],
+        ids=[
+            "providers",
+            "orchestrators",
+            "loss",
+            "latency",
+            "database",
+            "advert",
+            "timeout",
+            "heartbeat",
+        ],
     )
     def test_refused(self, tmp_path: Path, config: SimulationConfig, field: str) -> None:
         with pytest.raises(InvalidSimulation, match=field):

@@ -31,7 +31,7 @@ from dms.resources import ledger
 from dms.resources.errors import Draining
 from dms.resources.hardware import HardwareProbe
 from dms.resources.manager import ResourceManager
-from dms.resources.records import Reservation, ReservationState
+from dms.resources.records import Pools, Reservation, ReservationState
 from dms.types import Capability, ExecutorType, JobType, PriceInformation
 
 _decode_record = msgspec.json.Decoder(OnboardingRecord).decode
@@ -207,8 +207,12 @@ class OnboardingService:
         """What this provider offers now: free resources, price, location, executors.
 
         Not onboarded (or draining): a capability with no resources."""
-        pools = await self.manager.pools()
-        record = await self.record()
+        return self.offer(await self.manager.pools(), await self.record())
+
+    def offer(self, pools: Pools, record: OnboardingRecord | None) -> Capability:
+        """:meth:`capability` from pools and a record the caller has just read (a provider
+        reads both for every bid and advert anyway; reading them twice costs a store round
+        trip each)."""
         if record is None or not pools.is_onboarded or pools.draining:
             return Capability(executors=self.executors, job_types=self.job_types)
         request = record.request

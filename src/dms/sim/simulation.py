@@ -112,6 +112,14 @@ class SimulationConfig(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("advert_interval_s", "heartbeat_interval_s", "reclaim_interval_s"):
             if not getattr(self, name) > 0:
                 raise InvalidSimulation(name, getattr(self, name), "a number of seconds above 0")
+        beat, lost = self.heartbeat_interval_s, self.orchestrator.heartbeat_timeout_s
+        if not lost >= 2 * beat:
+            raise InvalidSimulation(
+                "orchestrator.heartbeat_timeout_s",
+                lost,
+                f"at least twice heartbeat_interval_s ({beat:g} s), or one late heartbeat "
+                "counts as a lost provider",
+            )
         if not self.deployment_timeout_s > 0:
             raise InvalidSimulation(
                 "deployment_timeout_s", self.deployment_timeout_s, "a number of seconds above 0"

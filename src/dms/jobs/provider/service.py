@@ -265,7 +265,7 @@ class ProviderService:
         if not pools.is_onboarded or pools.draining:
             return
         record = await self.onboarding.record()
-        offered = await self.onboarding.capability()
+        offered = self.onboarding.offer(pools, record)
         now = self.clock.now_ns()
         self._sequence = max(self._sequence + 1, now // 1_000_000)
         advert = CapacityAdvert(
@@ -374,7 +374,7 @@ class ProviderService:
         record = await self.onboarding.record()
         place = record.request.location if record is not None else Location()
         machine = machine_capability(
-            await self.onboarding.capability(),
+            self.onboarding.offer(pools, record),
             self.executors.available(),
             self.onboarding.job_types,
         )
