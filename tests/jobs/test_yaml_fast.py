@@ -68,6 +68,31 @@ class TestHostile:
         with pytest.raises(SpecError, match="duplicate key"):
             yamlsafe.load("a: 1\na: 2\n", fast=True)
 
+    @pytest.mark.parametrize(
+        "text",
+        ["&a [*a]", "a: &x {b: *x}", "a: &x {b: [1, {c: *x}]}\n", "- &s [x, [y, *s]]\n"],
+        ids=["list-in-itself", "map-in-itself", "deep-in-itself", "nested"],
+    )
+    def test_a_recursive_document_is_refused_not_walked_forever(self, text: str) -> None:
+        for fast in (True, False):
+            with pytest.raises(SpecError, match="recursive"):
+                yamlsafe.load(text, fast=fast)
+
+    def test_a_value_shared_by_aliases_is_not_recursive(self) -> None:
+        text = "a: &x [1, {b: 2}]\nc: [*x, *x]\nd: {e: *x}\n"
+        for fast in (True, False):
+            assert yamlsafe.load(text, fast=fast)["c"] == [[1, {"b": 2}]] * 2
+
+    @pytest.mark.parametrize(
+        ("levels", "refused"),
+        [(yamlsafe.MAX_DEPTH, False), (yamlsafe.MAX_DEPTH + 1, True)],
+        ids=["at-limit", "past-limit"],
+    )
+    def test_depth_limit(self, levels: int, refused: bool) -> None:
+        text = "[" * (levels - 1) + "1" + "]" * (levels - 1)
+        for fast in (True, False):
+            assert (outcome(text, fast=fast)[0] == "refused") is refused
+
     def test_flow_nesting_past_libyaml_limit_is_refused(self) -> None:
         with pytest.raises(SpecError):
             yamlsafe.load("[" * 5000 + "]" * 5000, fast=True)

@@ -24,42 +24,49 @@ MAX_EXPANDED_NODES = 100_000
 MAX_DEPTH = 64
 
 
-def _expanded_size(root: yaml.Node) -> int:
-    """Number of nodes once aliases are expanded, computed without expanding them."""
-    memo: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, ready = stack.pop()
-        key = id(node)
-        if key in memo:
-            continue
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        if ready:
-            memo[key] = min(MAX_EXPANDED_NODES + 1, 1 + sum(memo[id(c)] for c in children))
-            continue
-        stack.append((node, True))
-        stack.extend((c, False) for c in children if id(c) not in memo)
-    return memo[id(root)]
+class _Shape:
+    """What the limits look at in a composed document, found in one walk of its graph."""
 
+    __slots__ = ("aliases", "depth", "expanded")
 
-def _depth(node: yaml.Node, seen: set[int] | None = None) -> int:
-    seen = set() if seen is None else seen
-    deepest, stack = 0, [(node, 1)]
-    while stack:
-        current, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, yaml.SequenceNode):
-            stack.extend((c, depth + 1) for c in current.value)
-        elif isinstance(current, yaml.MappingNode):
-            stack.extend((v, depth + 1) for _, v in current.value)
-    return deepest
+    def __init__(self, root: yaml.Node) -> None:
+        size: dict[int, int] = {}
+        """Nodes below and including each node, once aliases are expanded (capped)."""
+        depth: dict[int, int] = {}
+        """Levels below and including each node (the same whichever way it is reached)."""
+        self.aliases = 0
+        """References to a node met before: what the document's aliases point at."""
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        seen: set[int] = set()
+        while stack:
+            node, ready = stack.pop()
+            key = id(node)
+            if isinstance(node, yaml.SequenceNode):
+                children: list[yaml.Node] = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            else:
+                children = []
+            if ready:
+                size[key] = min(MAX_EXPANDED_NODES + 1, 1 + sum(size[id(c)] for c in children))
+                depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+                continue
+            if key in seen:
+                if key not in size:  # met again below itself: it contains itself
+                    raise SpecError(
+                        "",
+                        NOTHING,
+                        "aliases to finished values",
+                        detail="the document is recursive: an alias refers to a value it is part "
+                        "of, which expands without end",
+                    )
+                self.aliases += 1
+                continue
+            seen.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in reversed(children))
+        self.expanded = size[id(root)]
+        self.depth = depth[id(root)]
 
 
 def _too_many_aliases() -> SpecError:
@@ -69,24 +76,6 @@ def _too_many_aliases() -> SpecError:
         f"at most {MAX_ALIASES} aliases",
         detail=f"the file uses more than {MAX_ALIASES} YAML aliases",
     )
-
-
-def _aliases(root: yaml.Node) -> int:
-    """How many aliases the composed document uses: references to a node seen before."""
-    seen: set[int] = set()
-    repeats = 0
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            repeats += 1
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend(n for pair in node.value for n in pair)
-    return repeats
 
 
 class _UniqueKeys(yaml.constructor.SafeConstructor):
@@ -152,9 +141,10 @@ def load(text: str | bytes, *, fast: bool = True) -> Any:
         root = loader.get_single_node()
         if root is None:
             return None
-        if not counted and _aliases(root) > MAX_ALIASES:
+        shape = _Shape(root)
+        if not counted and shape.aliases > MAX_ALIASES:
             raise _too_many_aliases()
-        if _expanded_size(root) > MAX_EXPANDED_NODES:
+        if shape.expanded > MAX_EXPANDED_NODES:
             raise SpecError(
                 "",
                 NOTHING,
@@ -162,7 +152,7 @@ def load(text: str | bytes, *, fast: bool = True) -> Any:
                 detail=f"the document expands to more than {MAX_EXPANDED_NODES} "
                 "values through aliases",
             )
-        if _depth(root) > MAX_DEPTH:
+        if shape.depth > MAX_DEPTH:
             raise SpecError(
                 "",
                 NOTHING,
