@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,39 @@ DEFAULT_SHUTDOWN_NS = 5 * NS_PER_S
 
 log = get_logger(component="supervisor")
 
+
+
+class _Children:
+    """Children in start order, found by id in constant time (a node's root supervisor holds
+    one child per deployment and allocation: thousands)."""
+
+    def __init__(self, children: Iterable[_Child] = ()) -> None:
+        self._by_id: dict[str, _Child] = {c.spec.id: c for c in children}
+
+    def __iter__(self) -> Iterator[_Child]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, child: object) -> bool:
+        return isinstance(child, _Child) and self._by_id.get(child.spec.id) is child
+
+    def get(self, child_id: str) -> _Child | None:
+        return self._by_id.get(child_id)
+
+    def append(self, child: _Child) -> None:
+        assert child.spec.id not in self._by_id, child.spec.id
+        self._by_id[child.spec.id] = child
+
+    def remove(self, child: _Child) -> None:
+        if self._by_id.get(child.spec.id) is child:
+            del self._by_id[child.spec.id]
+
+    def starting_from(self, child: _Child) -> list[_Child]:
+        """``child`` and every child started after it."""
+        ordered = list(self._by_id.values())
+        return ordered[ordered.index(child) :]
 
 class SupervisorStrategy(enum.StrEnum):
     ONE_FOR_ONE = "one_for_one"
@@ -274,7 +307,7 @@ class Supervisor:
         self.template = template
         self._clock: Clock = clock or RealClock()
         self._observer = observer
-        self._children: list[_Child] = [_Child(spec) for spec in children]
+        self._children = _Children(_Child(spec) for spec in children)
         self._events: deque[tuple[_Child, int, _Exit]] = deque()
         self._wake = anyio.Event()
         self._stopped = anyio.Event()
@@ -341,7 +374,7 @@ class Supervisor:
             raise SupervisorError(
                 f"supervisor {self.name!r} is simple_one_for_one: use start_instance(*args)"
             )
-        if any(c.spec.id == spec.id for c in self._children):
+        if self._children.get(spec.id) is not None:
             raise SupervisorError(f"supervisor {self.name!r} already has a child {spec.id!r}")
         await self._add_and_start(_Child(spec))
 
@@ -497,7 +530,7 @@ class Supervisor:
         if self.strategy is SupervisorStrategy.ONE_FOR_ALL:
             group = list(self._children)
         elif self.strategy is SupervisorStrategy.REST_FOR_ONE:
-            group = self._children[self._children.index(child) :]
+            group = self._children.starting_from(child)
         else:
             group = [child]
         for sibling in reversed(group):
@@ -551,9 +584,9 @@ class Supervisor:
     # -- helpers -------------------------------------------------------------------------------
 
     def _find(self, child_id: str) -> _Child:
-        for child in self._children:
-            if child.spec.id == child_id:
-                return child
+        child = self._children.get(child_id)
+        if child is not None:
+            return child
         raise SupervisorError(f"supervisor {self.name!r} has no child {child_id!r}")
 
     def _transition(self, new: SupervisorState) -> None:
