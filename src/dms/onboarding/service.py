@@ -13,7 +13,8 @@ sanity check, finishes it.
 from __future__ import annotations
 
 import sqlite3
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -34,6 +35,7 @@ from dms.resources.manager import ResourceManager
 from dms.resources.records import Pools, Reservation, ReservationState
 from dms.types import Capability, ExecutorType, JobType, PriceInformation
 
+T = TypeVar("T")
 _decode_record = msgspec.json.Decoder(OnboardingRecord).decode
 
 
@@ -90,6 +92,21 @@ class OnboardingService:
         self.executors = executors
         self.job_types = job_types
         self.log = get_logger(component="onboarding", **({"node": node} if node else {}))
+        self._cached: tuple[OnboardingRecord | None] | None = None
+        """The record as last read (a provider reads it for every bid and advert); this
+        service is the only writer of its node's record, and drops the copy around each write."""
+        self._writes = 0
+
+    async def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write transaction that may change the record: the cached copy goes first, and a
+        read that overlapped the write does not cache what it saw."""
+        self._writes += 1
+        self._cached = None
+        try:
+            return await self.db.transact(fn)
+        finally:
+            self._writes += 1
+            self._cached = None
 
     # -- onboarding -----------------------------------------------------------------------
 
@@ -119,7 +136,7 @@ class OnboardingService:
             _write_record(conn, record)
             return record, was_onboarded
 
-        record, again = await self.db.transact(store)
+        record, again = await self._transact(store)
         self.log.info(
             "re-onboarded" if again else "onboarded",
             resources=record.resources.describe(),
@@ -132,7 +149,7 @@ class OnboardingService:
         """Offboard; refused (AllocationsRunning, listing them) unless ``force``."""
         if not force:
             now = self.clock.now_ns()
-            released = await self.db.transact(lambda c: offboard_tx(c, now, force=False))
+            released = await self._transact(lambda c: offboard_tx(c, now, force=False))
             self.log.info("offboarded", released=[r.ident for r in released])
             return OffboardResult(offboarded=True, released=tuple(r.ident for r in released))
         running = [
@@ -150,7 +167,7 @@ class OnboardingService:
     async def drain_and_offboard(self, *, reason: str) -> OffboardResult:
         """Stop taking work, stop what runs, release everything, remove the pool."""
         now = self.clock.now_ns()
-        running = await self.db.transact(lambda c: ledger.start_draining(c, now))
+        running = await self._transact(lambda c: ledger.start_draining(c, now))
         stopped: list[str] = []
         problems: list[str] = []
         for reservation in running:
@@ -168,7 +185,7 @@ class OnboardingService:
                 continue
             stopped.append(allocation)
         now = self.clock.now_ns()
-        released = await self.db.transact(lambda c: offboard_tx(c, now, force=True, reason=reason))
+        released = await self._transact(lambda c: offboard_tx(c, now, force=True, reason=reason))
         self.log.info(
             "offboarded",
             reason=reason,
@@ -186,7 +203,14 @@ class OnboardingService:
     # -- reading --------------------------------------------------------------------------
 
     async def record(self) -> OnboardingRecord | None:
-        return await self.db.query(read_record)
+        cached = self._cached
+        if cached is not None:
+            return cached[0]
+        writes = self._writes
+        record = await self.db.query(read_record)
+        if writes == self._writes:
+            self._cached = (record,)
+        return record
 
     async def resources(self) -> ResourcesView:
         spec = await self.hardware.spec()
