@@ -222,6 +222,8 @@ async def placement_run(args: argparse.Namespace) -> dict[str, Any]:
             profile.enable()
             await place(sim, profiled, args.concurrency)
             profile.disable()
+            if args.profile_out:
+                profile.dump_stats(args.profile_out)
             figures["profile_top"] = top_of_profile(profile, args.profile_top)
             figures["profile_allocations"] = args.profile_allocations
             progress("stopping the network")
@@ -422,6 +424,7 @@ def main() -> None:
     )
     parser.add_argument("--profile-allocations", type=int, default=1000)
     parser.add_argument("--profile-top", type=int, default=15)
+    parser.add_argument("--profile-out", help="also write the whole profile here (pstats)")
     parser.add_argument("--memory-providers", type=int, default=10_000)
     parser.add_argument("--memory-allocations", type=int, default=1000)
     parser.add_argument("--memory-advert-interval-s", type=float, default=30.0)

@@ -26,6 +26,7 @@ from dms.jobs.protocol import (
     REVERT,
     AllocateReply,
     AllocateRequest,
+    AllocationEvents,
     AllocationManifest,
     AllocationState,
     Bid,
@@ -71,6 +72,8 @@ class Script:
     fail_commit: bool = False
     fail_allocate: bool = False
     heartbeats: bool = True
+    lose_starts: int = 0
+    """Start messages this provider's allocations drop (each) before one takes."""
 
 
 class FakeAllocation(Actor):
@@ -87,6 +90,7 @@ class FakeAllocation(Actor):
         self.orchestrator = orchestrator
         self.status = AllocationStatus.PENDING
         self.sequence = 0
+        self.starts_seen = 0
 
     async def report(self, status: AllocationStatus, exit_code: int | None = None) -> None:
         self.status = status
@@ -103,10 +107,21 @@ class FakeAllocation(Actor):
             stdout_tail="hello\n" if exit_code is not None else "",
         )
         with contextlib.suppress(Exception):
-            await self.send(self.orchestrator, ALLOCATION_EVENT, event)  # type: ignore[arg-type]
+            await self.send(
+                self.orchestrator,
+                ALLOCATION_EVENT,
+                AllocationEvents(events=(event,)),  # type: ignore[arg-type]
+            )
 
     @behavior(ALLOCATION_START, Empty, AllocationState)
     async def start(self, message: Empty, envelope: Envelope) -> AllocationState:
+        self.starts_seen += 1
+        if self.starts_seen <= self.provider.script.lose_starts:
+            return AllocationState(  # as if the message never arrived
+                allocation_id=self.manifest.allocation_id,
+                name=self.manifest.name,
+                status=self.status,
+            )
         if self.status is AllocationStatus.PENDING:
             await self.report(AllocationStatus.STARTING)
             await self.report(AllocationStatus.RUNNING)
@@ -135,15 +150,19 @@ class FakeAllocation(Actor):
                     await self.send(
                         self.orchestrator,
                         ALLOCATION_EVENT,
-                        Event(  # type: ignore[arg-type]
-                            deployment_id=self.provider.deployments[self.slot_id],
-                            allocation_id=self.manifest.allocation_id,
-                            name=self.manifest.name,
-                            slot_id=self.slot_id,
-                            kind="heartbeat",
-                            status=self.status,  # type: ignore[arg-type]
-                            sequence=self.sequence,
-                            time_ns=self.provider.system.clock.now_ns(),
+                        AllocationEvents(
+                            events=(
+                                Event(
+                                    deployment_id=self.provider.deployments[self.slot_id],
+                                    allocation_id=self.manifest.allocation_id,
+                                    name=self.manifest.name,
+                                    slot_id=self.slot_id,
+                                    kind="heartbeat",  # type: ignore[arg-type]
+                                    status=self.status,  # type: ignore[arg-type]
+                                    sequence=self.sequence,
+                                    time_ns=self.provider.system.clock.now_ns(),
+                                ),
+                            )
                         ),
                     )
             if self.status.final:

@@ -63,6 +63,16 @@ async def wait_status(net: Network, deployment_id: str, status: DeploymentStatus
 class TestPlacement:
     """A deployment is placed, runs and completes; the explanation says why there."""
 
+    async def test_a_lost_start_is_sent_again(self, tmp_path: Path, clock: object) -> None:
+        """Starts are one-way: the deployment is Running only once the allocation says it
+        started, and a start that went missing is repeated."""
+        async with network(tmp_path, {"p1": Script(lose_starts=2, run_s=5)}) as net:
+            summary = await net.orchestrator.new(ensemble())
+            await wait_status(net, summary.deployment_id, DeploymentStatus.RUNNING)
+            info = await net.orchestrator.info(DeploymentRef(deployment_id=summary.deployment_id))
+            assert [a.status for a in info.allocations] != [AllocationStatus.PENDING]
+            assert await wait_final(net, summary.deployment_id) is DeploymentStatus.COMPLETED
+
     async def test_single_task_completes(self, tmp_path: Path, clock: object) -> None:
         async with network(tmp_path, {"p1": Script(), "p2": Script()}) as net:
             summary = await net.orchestrator.new(ensemble())

@@ -9,8 +9,9 @@ Who sends what, to whom::
     orchestr. --invoke COMMIT (CommitRequest -> CommitReply)---------> provider root actor
     orchestr. --invoke ALLOCATE (AllocateRequest -> AllocateReply)---> provider root actor
     orchestr. --invoke REVERT (RevertRequest -> RevertReply)---------> provider root actor
-    orchestr. --invoke ALLOCATION_START (Empty -> AllocationState)---> allocation actor
-    allocation --send ALLOCATION_EVENT (AllocationEvent)--------------> orchestrator actor
+    orchestr. --send REVERT (RevertRequest) for bids not chosen------> provider root actor
+    orchestr. --send ALLOCATION_START (Empty)------------------------> allocation actor
+    allocation --send ALLOCATION_EVENT (AllocationEvents)-------------> orchestrator actor
     anyone allowed --invoke ALLOCATION_LOGS / _RESULTS / _RESULT_CHUNK / _STOP / _STATUS
                                                                     -> allocation actor
 
@@ -30,6 +31,7 @@ idempotent for the same ids: a repeat returns the first answer, a conflicting re
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 
@@ -229,6 +231,17 @@ class AllocationEvent(msgspec.Struct, frozen=True, kw_only=True):
     stderr_tail: str = ""
     restarts: int = 0
     detail: str = ""
+
+
+MAX_EVENTS = 64
+"""Events in one ALLOCATION_EVENT message at most."""
+
+
+class AllocationEvents(msgspec.Struct, frozen=True, kw_only=True):
+    """ALLOCATION_EVENT: an allocation's events in the order they happened (those that
+    happened close together travel in one message)."""
+
+    events: Annotated[tuple[AllocationEvent, ...], msgspec.Meta(max_length=MAX_EVENTS)] = ()
 
 
 class AllocationState(msgspec.Struct, frozen=True, kw_only=True):

@@ -42,8 +42,8 @@ from dms.jobs.protocol import (
     AllocateReply,
     AllocateRequest,
     AllocationEvent,
+    AllocationEvents,
     AllocationManifest,
-    AllocationState,
     Bid,
     BidReply,
     BidRequest,
@@ -114,20 +114,28 @@ class DeploymentActor(Actor):
             self.broadcast_bids.append(bid)
             self._wake()
 
-    @behavior(ALLOCATION_EVENT, AllocationEvent, None)
-    def on_event(self, event: AllocationEvent, envelope: Envelope) -> None:
+    @behavior(ALLOCATION_EVENT, AllocationEvents, None)
+    def on_events(self, message: AllocationEvents, envelope: Envelope) -> None:
+        changed = False
+        for event in message.events:
+            changed = self.on_event(event, envelope) or changed
+        if changed:
+            self._wake()
+
+    def on_event(self, event: AllocationEvent, envelope: Envelope) -> bool:
+        """Take one event in; True when it changed what this actor knows."""
         if event.deployment_id != self.record.deployment_id:
-            return
+            return False
         if event.sequence <= self.sequences.get(event.allocation_id, -1):
-            return  # late or repeated
+            return False  # late or repeated
         known = {a.allocation_id: a for a in self.record.allocations}
         info = known.get(event.allocation_id)
         if info is None or envelope.sender.did != info.provider:
-            return  # unknown, or not from the provider running it
+            return False  # unknown, or not from the provider running it
         self.sequences[event.allocation_id] = event.sequence
         self.last_seen[event.allocation_id] = self.service.clock.now_ns()
         if event.kind is EventKind.HEARTBEAT and event.status is info.status:
-            return
+            return False
         known[event.allocation_id] = msgspec.structs.replace(
             info,
             status=event.status,
@@ -141,7 +149,7 @@ class DeploymentActor(Actor):
             self.record, allocations=tuple(known[a.allocation_id] for a in self.record.allocations)
         )
         self.log.info("allocation", allocation=event.allocation_id, status=event.status.value)
-        self._wake()
+        return True
 
     def _wake(self) -> None:
         self.changed.set()
@@ -408,13 +416,18 @@ class DeploymentActor(Actor):
                 self.log.warning("broadcast bid request failed", error=str(exc))
 
     async def release_bids(self, bids: Iterable[Bid]) -> None:
-        async with anyio.create_task_group() as tg:
-            for bid in bids:
-                tg.start_soon(
-                    self.revert,
-                    SlotRecord(slot_id="", node=bid.node, provider=bid.provider, bid_id=bid.bid_id),
-                    "bid not chosen",
-                )
+        """Tell the providers of bids not chosen to release their holds.
+
+        One-way: nothing here depends on the answer, and a release that is lost costs only
+        the hold's remaining time (it expires on its own), so no reply is waited for."""
+        for bid in bids:
+            request = RevertRequest(
+                deployment_id=self.record.deployment_id, bid_id=bid.bid_id, reason="bid not chosen"
+            )
+            try:
+                await self.send(bid.provider, REVERT, request)
+            except DMSError as exc:
+                self.log.debug("bid release not sent", bid=bid.bid_id, error=str(exc))
 
     async def revert(self, slot: SlotRecord, reason: str) -> bool:
         request = RevertRequest(
@@ -585,20 +598,16 @@ class DeploymentActor(Actor):
         return tuple(out)
 
     async def start_in_order(self, nodes: set[str]) -> bool:
-        """Start the new allocations, each after the ones it depends on run (or completed)."""
+        """Start the new allocations, each after the ones it depends on run (or completed);
+        True once every one of them reported that it started.
+
+        Starts are one-way and idempotent: one still pending after a retry interval without
+        news is sent its start again (a lost message delays it, never strands it)."""
         new = {a.name: a for a in self.record.allocations if self.ensemble.node_of(a.name) in nodes}
         started: set[str] = set()
         deadline = self.record.deadline_ns
-        while len(started) < len(new):
-            ready = [
-                name
-                for name in new
-                if name not in started
-                and all(
-                    self.status_of(dep) in _ACTIVE
-                    for dep in self.ensemble.allocations[name].depends_on
-                )
-            ]
+        clock = self.service.clock
+        while True:
             if any(
                 self.status_of(name) in (AllocationStatus.FAILED, AllocationStatus.STOPPED)
                 for name in started
@@ -608,30 +617,44 @@ class DeploymentActor(Actor):
                     DeploymentStatus.PREPARING, "an allocation failed while starting; placing again"
                 )
                 return False
-            async with anyio.create_task_group() as tg:
-                for name in ready:
-                    started.add(name)
-                    for info in self.record.allocations:
-                        if info.name == name and info.handle is not None:
-                            tg.start_soon(self.start_one, info)
-            if len(started) < len(new):
-                if self.service.clock.now_ns() > deadline:
-                    return False
-                await self.wait_for_change(self.service.retry_interval_s)
-        return True
+            ready = [
+                name
+                for name in new
+                if name not in started
+                and all(
+                    self.status_of(dep) in _ACTIVE
+                    for dep in self.ensemble.allocations[name].depends_on
+                )
+            ]
+            started.update(ready)
+            for info in self.record.allocations:
+                if info.name in ready and info.handle is not None:
+                    await self.start_one(info)
+            if len(started) == len(new) and all(
+                self.status_of(name) is not AllocationStatus.PENDING for name in new
+            ):
+                return True
+            if clock.now_ns() > deadline:
+                return False
+            before = self.record
+            await self.wait_for_change(self.service.retry_interval_s)
+            if self.record is before:  # nothing reported for a while: start the pending again
+                for info in self.record.allocations:
+                    if (
+                        info.name in started
+                        and info.status is AllocationStatus.PENDING
+                        and info.handle is not None
+                    ):
+                        await self.start_one(info)
 
     async def start_one(self, info: AllocationInfo) -> None:
+        """One-way: the allocation reports starting and running (or failing) in its events;
+        waiting for a reply would only tell what those events tell."""
         assert info.handle is not None
         try:
-            await self.invoke(
-                info.handle,
-                ALLOCATION_START,
-                Empty(),
-                AllocationState,
-                timeout_s=self.service.bid_timeout_s,
-            )
+            await self.send(info.handle, ALLOCATION_START, Empty())
         except DMSError as exc:
-            self.log.warning("start failed", allocation=info.allocation_id, error=str(exc))
+            self.log.warning("start not sent", allocation=info.allocation_id, error=str(exc))
 
     def status_of(self, name: str) -> AllocationStatus:
         """The least advanced status among the replicas of allocation ``name``."""
@@ -687,7 +710,21 @@ class DeploymentActor(Actor):
             if broken:
                 await self.redeploy(broken)
                 return
-            await self.wait_for_change(min(1.0, self.service.heartbeat_timeout_s / 3))
+            await self.wait_for_change(self.next_loss_check_s(now, lost_after))
+
+    def next_loss_check_s(self, now: int, lost_after: int) -> float:
+        """Seconds until the first live allocation would count as lost, were nothing heard
+        from it: supervision sleeps until then (or until news), not in a fixed tick, so a
+        thousand quiet deployments cost nothing between heartbeats."""
+        first = min(
+            (
+                self.last_seen.get(a.allocation_id, now)
+                for a in self.record.allocations
+                if not a.status.final
+            ),
+            default=now,
+        )
+        return max(0.001, (first + lost_after - now) / NS + 0.001)
 
     async def redeploy(self, broken: set[str]) -> None:
         strategy = self.ensemble.supervisor

@@ -37,6 +37,7 @@ from dms.jobs.protocol import (
     AllocateReply,
     AllocateRequest,
     AllocationEvent,
+    AllocationEvents,
     AllocationManifest,
     AllocationState,
     Bid,
@@ -120,6 +121,8 @@ class Recorder(Actor):
         self.bids: list[Bid] = []
         self.adverts: list[CapacityAdvert] = []
         self.events: list[AllocationEvent] = []
+        self.messages = 0
+        """ALLOCATION_EVENT messages received (several events may share one)."""
         self.senders: list[str] = []
         self.changed = anyio.Event()
 
@@ -137,10 +140,12 @@ class Recorder(Actor):
         self.adverts.append(advert)
         self._changed()
 
-    @behavior(ALLOCATION_EVENT, AllocationEvent)
-    def on_event(self, event: AllocationEvent, envelope: Envelope) -> None:
-        self.events.append(event)
-        self.senders.append(envelope.sender.did)
+    @behavior(ALLOCATION_EVENT, AllocationEvents)
+    def on_events(self, message: AllocationEvents, envelope: Envelope) -> None:
+        self.messages += 1
+        for event in message.events:
+            self.events.append(event)
+            self.senders.append(envelope.sender.did)
         self._changed()
 
     async def until(self, check: Callable[[], T | bool | None]) -> T | bool:

@@ -67,6 +67,16 @@ class TestTasks:
         assert await c.free_is_onboarded()
         assert set(c.recorder.senders) == {c.provider.did}
 
+    async def test_events_close_together_travel_in_one_message(
+        self, c: Cluster, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Starting and running a moment later are one message; completing 3 s on, another."""
+        task = null_manifest(["duration=3s"])
+        await c.run(task)
+        await c.ended(task.allocation_id)
+        assert statuses(c, task.allocation_id) == [S.STARTING, S.RUNNING, S.COMPLETED]
+        assert c.recorder.messages == 2
+
     async def test_a_failing_task_reports_its_exit_code_and_stderr(
         self, c: Cluster, autojump_clock: trio.testing.MockClock
     ) -> None:

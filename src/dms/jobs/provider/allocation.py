@@ -5,7 +5,8 @@ It is created PENDING by ``/dms/deployment/allocate`` and waits for ``/dms/alloc
 :class:`dms.jobs.status.AllocationStatus`; every change, and a heartbeat every
 ``heartbeat_interval_s`` until it ends (in any status: the orchestrator takes silence for a
 lost provider), goes to the orchestrator as an ``AllocationEvent`` with a growing sequence
-number, through one ordered outbox. The final event carries the exit code and the last 4 KiB
+number, through one ordered outbox; events emitted within ``EVENT_LINGER_S`` of each other
+(starting, then running a moment later) travel in one ``AllocationEvents`` message. The final event carries the exit code and the last 4 KiB
 of stdout and stderr.
 
 Job types, as this provider runs them (see :mod:`dms.jobs.provider.lifecycle`): a task (and
@@ -56,7 +57,9 @@ from dms.jobs.protocol import (
     ALLOCATION_START,
     ALLOCATION_STATUS,
     ALLOCATION_STOP,
+    MAX_EVENTS,
     AllocationEvent,
+    AllocationEvents,
     AllocationManifest,
     AllocationState,
     EventKind,
@@ -78,6 +81,8 @@ NS_PER_S = 1_000_000_000
 GRACE_S = 10.0
 """How long stopping a workload may take when the allocation is stopped."""
 FLUSH_S = 5.0
+EVENT_LINGER_S = 0.005
+"""How long the outbox waits after an event for the next before sending them together."""
 """How long a stopping actor waits for its last events to go out."""
 KEEP_RUNS = 10
 """Runs whose output is kept (a restarted service or a recurring job has many)."""
@@ -369,13 +374,19 @@ class Allocation(Actor):
 
     async def _send_events(self) -> None:
         while True:
+            if self._outbox:
+                await self.settings.clock.sleep(EVENT_LINGER_S)
             while self._outbox:
-                event = self._outbox[0]
+                count = min(len(self._outbox), MAX_EVENTS)
+                batch = tuple(self._outbox.popleft() for _ in range(count))
                 try:
-                    await self.send(self.orchestrator, ALLOCATION_EVENT, event)
+                    await self.send(
+                        self.orchestrator, ALLOCATION_EVENT, AllocationEvents(events=batch)
+                    )
                 except DMSError as exc:
-                    self.log.debug("event not delivered", sequence=event.sequence, error=str(exc))
-                self._outbox.popleft()
+                    self.log.debug(
+                        "events not delivered", sequence=batch[-1].sequence, error=str(exc)
+                    )
             self._outbox_empty.set()
             self._outbox_wake = anyio.Event()
             await self._outbox_wake.wait()
