@@ -63,6 +63,26 @@ async def wait_status(net: Network, deployment_id: str, status: DeploymentStatus
 class TestPlacement:
     """A deployment is placed, runs and completes; the explanation says why there."""
 
+    @pytest.mark.parametrize(
+        ("cores", "asked"), [(1.5, 2), (4.0, 1)], ids=["tight-asks-a-spare", "roomy-asks-one"]
+    )
+    async def test_spare_bids_are_asked_only_when_the_first_choice_is_tight(
+        self, tmp_path: Path, clock: object, cores: float, asked: int
+    ) -> None:
+        """A first choice with room for the need fewer than twice might decline (another
+        placement may have taken it since its advert): a spare candidate is asked too."""
+        scripts = {"p1": Script(cores=cores), "p2": Script(cores=cores)}
+        async with network(tmp_path, scripts) as net:
+            summary = await net.orchestrator.new(ensemble())
+            assert await wait_final(net, summary.deployment_id) is DeploymentStatus.COMPLETED
+            explanation = await net.orchestrator.explain(
+                DeploymentRef(deployment_id=summary.deployment_id)
+            )
+            (node,) = explanation.nodes
+            assert len(node.candidates) == asked
+            for provider in net.providers.values():
+                assert provider.free == provider.script.cores and not provider.held
+
     async def test_a_lost_start_is_sent_again(self, tmp_path: Path, clock: object) -> None:
         """Starts are one-way: the deployment is Running only once the allocation says it
         started, and a start that went missing is repeated."""
@@ -88,9 +108,8 @@ class TestPlacement:
             )
             (node,) = explanation.nodes
             assert len(node.chosen) == 1
-            assert {c.provider for c in node.candidates} == {
-                p.handle.did for p in net.providers.values()
-            }
+            # Both have room for the need many times over: only the first choice was asked.
+            assert [c.provider for c in node.candidates] == list(node.chosen)
             for provider in net.providers.values():
                 assert provider.free == provider.script.cores
                 assert not provider.held

@@ -3,16 +3,17 @@ and the view's candidates made once per advert."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dms.actor import Handle
 from dms.actor.handle import Address
-from dms.jobs.protocol import CapacityAdvert
+from dms.jobs.protocol import Bid, CapacityAdvert
 from dms.orchestrator.matching import Candidate, Placement, default_rankers, plan
 from dms.orchestrator.view import AdvertView
-from dms.types import CPU, Capability, Location, Resources
+from dms.types import CPU, Capability, Location, PriceInformation, Resources
 from tests.orchestrator.test_matching import GERMANY, need, provider
 
 FRANCE = Location(continent="EU", country="FR")
@@ -176,6 +177,29 @@ class TestView:
         assert [c.provider for c in view.candidates(now_ns=105)] == ["did:b"]
         view.forget("did:b")
         assert view.candidates(now_ns=105) == []
+
+    def test_a_bid_tells_what_is_left_until_the_next_advert(self) -> None:
+        view = AdvertView()
+        view.update(advert("a", 6))
+        a = advert("a", 6)
+        bid = Bid(
+            bid_id="b1",
+            request_id="r1",
+            deployment_id="d1",
+            node="n",
+            provider=a.provider,
+            price=PriceInformation(),
+            capability=Capability(resources=Resources(cpu=CPU(cores=4))),
+            onboarded=a.onboarded,
+            expires_ns=10,
+        )
+        view.note_bid(bid)
+        (candidate,) = view.candidates(now_ns=5)
+        assert candidate.capability.resources.cpu.cores == 4.0
+        view.update(advert("a", 7))  # the provider's next advert wins again
+        assert view.candidates(now_ns=5)[0].capability.resources.cpu.cores == 7.0
+        view.note_bid(msgspec.structs.replace(bid, provider=advert("z", 1).provider))
+        assert [c.provider for c in view.candidates(now_ns=5)] == ["did:a"]  # unknown: ignored
 
 
 class TestViewExpiry:

@@ -75,6 +75,16 @@ whose bids were declined."""
 _ACTIVE = (AllocationStatus.RUNNING, AllocationStatus.COMPLETED)
 
 
+def tight(first: Sequence[Candidate], placement: Placement) -> bool:
+    """Whether a first choice might decline: its last known free resources hold this node's
+    need fewer than twice, so one placement elsewhere since then could have taken the room.
+    Only then are spare candidates asked for bids as well (each costs a request, a hold and
+    a release); otherwise a decline is rare and the next round asks the next candidates."""
+    need = placement.requirement.resources
+    twice = need.add(need)
+    return any(not c.capability.resources.covers(twice) for c in first)
+
+
 class DeploymentActor(Actor):
     def __init__(
         self,
@@ -307,13 +317,17 @@ class DeploymentActor(Actor):
                     if short <= 0:
                         continue
                     start = asked[p.node]
-                    count = short + self.service.spare_candidates if start == 0 else short
+                    count = short
+                    if start == 0 and tight(ranking[p.node][:short], p):
+                        count += self.service.spare_candidates
                     targets[p.node] = ranking[p.node][start : start + count]
                     asked[p.node] = start + len(targets[p.node])
                 targets = {node: ask for node, ask in targets.items() if ask}
                 if not targets:
                     break
                 more_bids, more_declined = await self.request_bids(todo, targets)
+                for bid in more_bids:
+                    self.service.view.note_bid(bid)
                 bids.extend(more_bids)
                 for node, reasons in more_declined.items():
                     declined.setdefault(node, {}).update(reasons)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import heapq
 
-from dms.jobs.protocol import CapacityAdvert
+import msgspec
+
+from dms.jobs.protocol import Bid, CapacityAdvert
 from dms.orchestrator.matching import Candidate
 
 MAX_PROVIDERS = 100_000
@@ -36,6 +38,16 @@ class AdvertView:
         if advert.ttl_ns:
             heapq.heappush(self._expiries, (advert.issued_ns + advert.ttl_ns, advert.sequence, did))
         return True
+
+    def note_bid(self, bid: Bid) -> None:
+        """A bid tells what its provider has free once the bid's hold is taken: newer than the
+        provider's last advert, so the next placement does not count on room already held
+        (a hold released later shows again in the provider's next advert)."""
+        known = self._candidates.get(bid.provider.did)
+        if known is not None:
+            self._candidates[bid.provider.did] = msgspec.structs.replace(
+                known, capability=bid.capability
+            )
 
     def forget(self, did: str) -> None:
         self._adverts.pop(did, None)
