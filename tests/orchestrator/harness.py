@@ -260,6 +260,9 @@ class FakeProvider(Actor):
 
     @behavior(ALLOCATE, AllocateRequest, AllocateReply)
     async def allocate(self, request: AllocateRequest, envelope: Envelope) -> AllocateReply:
+        committed = None
+        if request.commit is not None:
+            committed = self.commit(request.commit, envelope)
         if self.script.fail_allocate:
             raise RuntimeError("allocate refused by script")
         handles = {}
@@ -272,7 +275,7 @@ class FakeProvider(Actor):
                 restart=Restart.TEMPORARY,
             )
             self.allocations[request.slot_id].add(manifest.allocation_id)
-        return AllocateReply(slot_id=request.slot_id, handles=handles)
+        return AllocateReply(slot_id=request.slot_id, handles=handles, committed=committed)
 
     @behavior(REVERT, RevertRequest, RevertReply)
     def revert(self, request: RevertRequest, envelope: Envelope) -> RevertReply:

@@ -8,6 +8,7 @@ Who sends what, to whom::
     provider  --send BID (Bid) to BidRequest.orchestrator-------------> orchestrator actor
     orchestr. --invoke COMMIT (CommitRequest -> CommitReply)---------> provider root actor
     orchestr. --invoke ALLOCATE (AllocateRequest -> AllocateReply)---> provider root actor
+              (an AllocateRequest may carry the CommitRequest: both in one round trip)
     orchestr. --invoke REVERT (RevertRequest -> RevertReply)---------> provider root actor
     orchestr. --send REVERT (RevertRequest) for bids not chosen------> provider root actor
     orchestr. --send ALLOCATION_START (Empty)------------------------> allocation actor
@@ -185,12 +186,17 @@ class AllocateRequest(msgspec.Struct, frozen=True, kw_only=True):
     orchestrator: Handle
     """Where ALLOCATION_EVENTs go."""
     allocations: tuple[AllocationManifest, ...]
+    commit: CommitRequest | None = None
+    """Commit the bid first, in the same step (one round trip instead of two). The slot's
+    ports then come from the commit: each manifest gets those of its allocation."""
 
 
 class AllocateReply(msgspec.Struct, frozen=True, kw_only=True):
     slot_id: str
     handles: dict[str, Handle]
     """Allocation id -> its Allocation actor."""
+    committed: CommitReply | None = None
+    """The commit's answer, when the request carried one."""
 
 
 class RevertRequest(msgspec.Struct, frozen=True, kw_only=True):

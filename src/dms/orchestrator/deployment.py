@@ -37,7 +37,6 @@ from dms.jobs.protocol import (
     BID,
     BID_REQUEST,
     BID_REQUEST_TOPIC,
-    COMMIT,
     REVERT,
     AllocateReply,
     AllocateRequest,
@@ -47,7 +46,6 @@ from dms.jobs.protocol import (
     Bid,
     BidReply,
     BidRequest,
-    CommitReply,
     CommitRequest,
     EventKind,
     InputFile,
@@ -460,71 +458,47 @@ class DeploymentActor(Actor):
         return reply.released
 
     async def commit_and_allocate(self, slots: list[SlotRecord], nodes: set[str]) -> set[str]:
-        """Two-phase commit then allocate; the providers that failed (empty on success)."""
+        """Commit every slot's bid and create its allocations (one round trip per slot: the
+        allocate request carries the commit), then start them; the providers that failed
+        (empty on success).
+
+        Nothing starts until every slot is committed and allocated: allocations wait for
+        ALLOCATION_START, so a slot that fails tears the others down before anything ran.
+        The slots are stored before the first request goes out, so a restarted orchestrator
+        knows what to revert."""
         keep = tuple(s for s in self.record.slots if s.node not in nodes)
         self.record = msgspec.structs.replace(self.record, slots=(*keep, *slots))
         await self.set_status(DeploymentStatus.COMMITTING, "committing")
         failed: set[str] = set()
-        committed: dict[str, SlotRecord] = {}
+        infos: list[AllocationInfo] = [
+            a for a in self.record.allocations if self.ensemble.node_of(a.name) not in nodes
+        ]
+        placed: dict[str, SlotRecord] = {}
 
-        async def commit(slot: SlotRecord) -> None:
+        async def commit_and_allocate(slot: SlotRecord) -> None:
             node = self.ensemble.nodes[slot.node]
-            ports = tuple(
-                PortBinding(
-                    allocation=p.allocation, private=p.private, public=p.public, protocol=p.protocol
-                )
-                for p in node.ports
-            )
-            request = CommitRequest(
+            commit = CommitRequest(
                 deployment_id=self.record.deployment_id,
                 bid_id=slot.bid_id,
                 slot_id=slot.slot_id,
                 ttl_ns=self.service.commit_ttl_ns,
-                ports=ports,
+                ports=tuple(
+                    PortBinding(
+                        allocation=p.allocation,
+                        private=p.private,
+                        public=p.public,
+                        protocol=p.protocol,
+                    )
+                    for p in node.ports
+                ),
             )
-            try:
-                reply = await self.invoke(
-                    slot.provider,
-                    COMMIT,
-                    request,
-                    CommitReply,
-                    timeout_s=self.service.bid_timeout_s,
-                )
-            except DMSError as exc:
-                self.log.warning("commit failed", provider=slot.provider.did, error=str(exc))
-                failed.add(slot.provider.did)
-                return
-            committed[slot.slot_id] = msgspec.structs.replace(
-                slot, committed=True, ports=reply.ports
-            )
-
-        async with anyio.create_task_group() as tg:
-            for slot in slots:
-                tg.start_soon(commit, slot)
-        self.record = msgspec.structs.replace(
-            self.record, slots=(*keep, *(committed.get(s.slot_id, s) for s in slots))
-        )
-        if failed:
-            await self.teardown(slots)
-            await self.set_status(
-                DeploymentStatus.PREPARING,
-                f"commit failed on {len(failed)} provider(s); trying others",
-            )
-            return failed
-
-        await self.set_status(DeploymentStatus.PROVISIONING, "allocating")
-        infos: list[AllocationInfo] = [
-            a for a in self.record.allocations if self.ensemble.node_of(a.name) not in nodes
-        ]
-        allocated: dict[str, SlotRecord] = {}
-
-        async def allocate(slot: SlotRecord) -> None:
-            manifests = self.manifests(committed[slot.slot_id])
+            manifests = self.manifests(slot)  # ports: the provider fills them from the commit
             request = AllocateRequest(
                 deployment_id=self.record.deployment_id,
                 slot_id=slot.slot_id,
                 orchestrator=self.handle,
                 allocations=manifests,
+                commit=commit,
             )
             try:
                 reply = await self.invoke(
@@ -538,8 +512,9 @@ class DeploymentActor(Actor):
                 self.log.warning("allocate failed", provider=slot.provider.did, error=str(exc))
                 failed.add(slot.provider.did)
                 return
-            allocated[slot.slot_id] = msgspec.structs.replace(
-                committed[slot.slot_id], allocated=True
+            ports = reply.committed.ports if reply.committed is not None else ()
+            placed[slot.slot_id] = msgspec.structs.replace(
+                slot, committed=True, allocated=True, ports=ports
             )
             now = self.service.clock.now_ns()
             for m in manifests:
@@ -558,13 +533,12 @@ class DeploymentActor(Actor):
 
         async with anyio.create_task_group() as tg:
             for slot in slots:
-                tg.start_soon(allocate, slot)
+                tg.start_soon(commit_and_allocate, slot)
         self.record = msgspec.structs.replace(
             self.record,
-            slots=(*keep, *(allocated.get(s.slot_id, committed[s.slot_id]) for s in slots)),
+            slots=(*keep, *(placed.get(s.slot_id, s) for s in slots)),
             allocations=tuple(infos),
         )
-        await self.save()
         if failed:
             await self.teardown(slots)
             self.record = msgspec.structs.replace(
@@ -578,6 +552,7 @@ class DeploymentActor(Actor):
                 f"allocate failed on {len(failed)} provider(s); trying others",
             )
             return failed
+        await self.set_status(DeploymentStatus.PROVISIONING, "starting")
         if not await self.start_in_order(nodes):
             return {s.provider.did for s in slots}
         await self.set_status(DeploymentStatus.RUNNING, "all allocations started")

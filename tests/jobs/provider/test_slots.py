@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -16,6 +17,7 @@ from dms.jobs.protocol import (
     COMMIT,
     AllocateReply,
     AllocateRequest,
+    AllocationManifest,
     CommitReply,
     CommitRequest,
     PortBinding,
@@ -25,7 +27,14 @@ from dms.jobs.status import AllocationStatus
 from dms.resources import ReservationState
 from dms.security import KeyPair, TrustContext
 from dms.types import new_id
-from tests.jobs.provider.harness import PORTS, SECOND, cluster, need, null_manifest
+from tests.jobs.provider.harness import (
+    PORTS,
+    SECOND,
+    Cluster,
+    cluster,
+    need,
+    null_manifest,
+)
 
 
 class TestCommit:
@@ -186,6 +195,71 @@ class TestAllocate:
             )
             with pytest.raises(RemoteError, match="never committed"):
                 await c.orchestrator.invoke(c.root, ALLOCATE, request, AllocateReply)
+
+
+class TestCommitInAllocate:
+    """An allocate request that carries the commit does both in one step, as two would."""
+
+    def request(
+        self, c: Cluster, bid_id: str, slot_id: str, *manifests: AllocationManifest, **commit: Any
+    ) -> AllocateRequest:
+        fields: dict[str, Any] = {"ttl_ns": 30 * SECOND, **commit}
+        return AllocateRequest(
+            deployment_id=c.deployment_id,
+            slot_id=slot_id,
+            orchestrator=c.recorder_handle,
+            allocations=manifests,
+            commit=CommitRequest(
+                deployment_id=c.deployment_id, bid_id=bid_id, slot_id=slot_id, **fields
+            ),
+        )
+
+    async def test_commit_and_allocate_in_one_request_with_ports_filled_in(
+        self, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with cluster(tmp_path) as c:
+            bid = await c.bid(need(cores=1))
+            ports = (PortBinding(allocation="web", private=80),)
+            manifest = null_manifest(name="web", cpu=1)
+            request = self.request(c, bid.bid_id, "s1", manifest, ports=ports)
+            reply = await c.orchestrator.invoke(c.root, ALLOCATE, request, AllocateReply)
+            assert reply.committed is not None
+            assert [p.public for p in reply.committed.ports] == [PORTS.start]
+            assert set(reply.handles) == {manifest.allocation_id}
+            allocation = c.service.allocation(manifest.allocation_id)
+            assert allocation is not None and allocation.ports == {80: PORTS.start}
+            assert allocation.status is AllocationStatus.PENDING  # waits for its start
+            reservation = await c.manager.reservation("s1")
+            assert reservation is not None and reservation.state is ReservationState.ALLOCATED
+            again = await c.orchestrator.invoke(c.root, ALLOCATE, request, AllocateReply)
+            assert again == reply
+            assert len(c.service.allocations()) == 1
+
+    async def test_a_commit_for_another_slot_is_refused_and_nothing_is_taken(
+        self, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with cluster(tmp_path) as c:
+            bid = await c.bid(need(cores=1))
+            request = self.request(c, bid.bid_id, "s1", null_manifest(cpu=1))
+            assert request.commit is not None
+            wrong = msgspec.structs.replace(
+                request, commit=msgspec.structs.replace(request.commit, slot_id="s2")
+            )
+            with pytest.raises(RemoteError, match="commit.slot_id"):
+                await c.orchestrator.invoke(c.root, ALLOCATE, wrong, AllocateReply)
+            pools = await c.manager.pools()
+            assert pools.committed.cpu.cores == 0 and pools.held.cpu.cores == 1
+            assert c.service.allocations() == []
+
+    async def test_an_unknown_bid_is_refused(
+        self, tmp_path: Path, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        async with cluster(tmp_path) as c:
+            request = self.request(c, "bid-nope", "s1", null_manifest(cpu=1))
+            with pytest.raises(RemoteError, match="bid"):
+                await c.orchestrator.invoke(c.root, ALLOCATE, request, AllocateReply)
+            assert c.service.allocations() == []
+            assert await c.free_is_onboarded()
 
 
 class TestRevert:

@@ -435,99 +435,124 @@ class ProviderService:
 
     async def _on_commit(self, request: CommitRequest, envelope: Envelope) -> CommitReply:
         async with self._lock:
-            slot = self._slots.get(request.slot_id)
-            if slot is not None:
-                self._check_caller(slot.callers, envelope, f"commit slot {request.slot_id}")
-                if slot.request != request:
-                    raise RequestConflict("slot_id", request.slot_id, "a commit with other fields")
-                if slot.state in (SlotState.COMMITTED, SlotState.ALLOCATED):
-                    return slot.reply
-                raise SlotClosed("slot_id", request.slot_id, f"has {slot.state.value}")
-            for kind, ident, closed in (
-                ("slot_id", request.slot_id, self._closed_slots),
-                ("bid_id", request.bid_id, self._closed_bids),
-            ):
-                why = closed.why(ident)
-                if why is not None:
-                    raise SlotClosed(kind, ident, why)
-            entry = self._bids.bid(request.bid_id)
-            if entry is None:
-                raise UnknownBid(request.bid_id)
-            self._check_caller(entry.callers, envelope, f"commit bid {request.bid_id}")
-            if entry.request.deployment_id != request.deployment_id:
-                raise RequestConflict(
-                    "bid_id", request.bid_id, f"made for deployment {entry.request.deployment_id}"
-                )
-            taken = next(
-                (s for s in self._slots.values() if s.request.bid_id == request.bid_id), None
+            return await self._commit(request, envelope)
+
+    async def _commit(self, request: CommitRequest, envelope: Envelope) -> CommitReply:
+        """Turn the bid's hold into the slot's reservation (under ``self._lock``)."""
+        slot = self._slots.get(request.slot_id)
+        if slot is not None:
+            self._check_caller(slot.callers, envelope, f"commit slot {request.slot_id}")
+            if slot.request != request:
+                raise RequestConflict("slot_id", request.slot_id, "a commit with other fields")
+            if slot.state in (SlotState.COMMITTED, SlotState.ALLOCATED):
+                return slot.reply
+            raise SlotClosed("slot_id", request.slot_id, f"has {slot.state.value}")
+        for kind, ident, closed in (
+            ("slot_id", request.slot_id, self._closed_slots),
+            ("bid_id", request.bid_id, self._closed_bids),
+        ):
+            why = closed.why(ident)
+            if why is not None:
+                raise SlotClosed(kind, ident, why)
+        entry = self._bids.bid(request.bid_id)
+        if entry is None:
+            raise UnknownBid(request.bid_id)
+        self._check_caller(entry.callers, envelope, f"commit bid {request.bid_id}")
+        if entry.request.deployment_id != request.deployment_id:
+            raise RequestConflict(
+                "bid_id", request.bid_id, f"made for deployment {entry.request.deployment_id}"
             )
-            if taken is not None:
-                raise RequestConflict(
-                    "bid_id", request.bid_id, f"already committed as slot {taken.slot_id}"
-                )
-            if request.ttl_ns <= 0:
-                raise BadRequest("ttl_ns", request.ttl_ns, "a time to live above 0 ns")
-            ports = port_request(request.ports)
-            try:
-                reservation = await self.manager.commit(
-                    request.slot_id, bid_id=request.bid_id, ttl_ns=request.ttl_ns, ports=ports
-                )
-            except ReservationClosed as exc:
-                raise SlotClosed("bid_id", request.bid_id, f"is {exc.state}") from exc
-            reply = CommitReply(
-                slot_id=request.slot_id,
-                ports=filled_ports(request.ports, reservation.ports),
-                expires_ns=reservation.expires_ns or 0,
+        taken = next((s for s in self._slots.values() if s.request.bid_id == request.bid_id), None)
+        if taken is not None:
+            raise RequestConflict(
+                "bid_id", request.bid_id, f"already committed as slot {taken.slot_id}"
             )
-            self._slots[request.slot_id] = Slot(
-                request=request,
-                reply=reply,
-                callers=entry.callers,
-                gpus=reservation.resources.gpus,
-                expires_ns=reservation.expires_ns or 0,
-                requested=reservation.requested,
+        if request.ttl_ns <= 0:
+            raise BadRequest("ttl_ns", request.ttl_ns, "a time to live above 0 ns")
+        ports = port_request(request.ports)
+        try:
+            reservation = await self.manager.commit(
+                request.slot_id, bid_id=request.bid_id, ttl_ns=request.ttl_ns, ports=ports
             )
-            self.log.info("committed", slot=request.slot_id, bid=request.bid_id)
-            return reply
+        except ReservationClosed as exc:
+            raise SlotClosed("bid_id", request.bid_id, f"is {exc.state}") from exc
+        reply = CommitReply(
+            slot_id=request.slot_id,
+            ports=filled_ports(request.ports, reservation.ports),
+            expires_ns=reservation.expires_ns or 0,
+        )
+        self._slots[request.slot_id] = Slot(
+            request=request,
+            reply=reply,
+            callers=entry.callers,
+            gpus=reservation.resources.gpus,
+            expires_ns=reservation.expires_ns or 0,
+            requested=reservation.requested,
+        )
+        self.log.info("committed", slot=request.slot_id, bid=request.bid_id)
+        return reply
 
     async def _on_allocate(self, request: AllocateRequest, envelope: Envelope) -> AllocateReply:
         async with self._lock:
-            slot = self._slots.get(request.slot_id)
-            if slot is None:
-                why = self._closed_slots.why(request.slot_id)
-                if why is not None:
-                    raise SlotClosed("slot_id", request.slot_id, why)
-                raise UnknownSlot(request.slot_id)
-            self._check_caller(slot.callers, envelope, f"allocate slot {request.slot_id}")
-            if slot.deployment_id != request.deployment_id:
+            if request.commit is None:
+                return await self._allocate(request, envelope)
+            commit = request.commit
+            if (commit.slot_id, commit.deployment_id) != (request.slot_id, request.deployment_id):
                 raise RequestConflict(
-                    "slot_id", request.slot_id, f"committed for deployment {slot.deployment_id}"
+                    "commit.slot_id",
+                    commit.slot_id,
+                    f"the allocate request's slot {request.slot_id} of deployment "
+                    f"{request.deployment_id}",
                 )
-            ids = tuple(m.allocation_id for m in request.allocations)
-            if slot.allocate_reply is not None:
-                if slot.allocate_ids == ids:
-                    return slot.allocate_reply
-                raise RequestConflict(
-                    "slot_id", request.slot_id, "allocated with other allocations"
-                )
-            if slot.state is not SlotState.COMMITTED:
-                raise SlotClosed("slot_id", request.slot_id, f"has {slot.state.value}")
-            prepared = self._prepare(slot, request)
-            try:
-                await self.manager.allocate(request.slot_id)
-            except ReservationClosed as exc:
-                slot.move(SlotState.EXPIRED, self.clock.now_ns())
-                raise SlotClosed(
-                    "slot_id", request.slot_id, f"is {exc.state} (allocate came too late)"
-                ) from exc
-            slot.move(SlotState.ALLOCATED, self.clock.now_ns())
-            slot.allocate_ids = ids
-            slot.open = set(ids)
-            handles = await self._spawn(slot, prepared)
-            reply = AllocateReply(slot_id=request.slot_id, handles=handles)
-            slot.allocate_reply = reply
-            self.log.info("allocated", slot=request.slot_id, allocations=list(ids))
-            return reply
+            committed = await self._commit(commit, envelope)
+            by_name: dict[str, tuple[PortBinding, ...]] = {}
+            for binding in committed.ports:
+                by_name[binding.allocation] = (*by_name.get(binding.allocation, ()), binding)
+            manifests = tuple(
+                m if m.ports else msgspec.structs.replace(m, ports=by_name.get(m.name, ()))
+                for m in request.allocations
+            )
+            reply = await self._allocate(
+                msgspec.structs.replace(request, allocations=manifests, commit=None), envelope
+            )
+            return msgspec.structs.replace(reply, committed=committed)
+
+    async def _allocate(self, request: AllocateRequest, envelope: Envelope) -> AllocateReply:
+        """Create the slot's allocations, waiting for their start (under ``self._lock``)."""
+        slot = self._slots.get(request.slot_id)
+        if slot is None:
+            why = self._closed_slots.why(request.slot_id)
+            if why is not None:
+                raise SlotClosed("slot_id", request.slot_id, why)
+            raise UnknownSlot(request.slot_id)
+        self._check_caller(slot.callers, envelope, f"allocate slot {request.slot_id}")
+        if slot.deployment_id != request.deployment_id:
+            raise RequestConflict(
+                "slot_id", request.slot_id, f"committed for deployment {slot.deployment_id}"
+            )
+        ids = tuple(m.allocation_id for m in request.allocations)
+        if slot.allocate_reply is not None:
+            if slot.allocate_ids == ids:
+                return slot.allocate_reply
+            raise RequestConflict("slot_id", request.slot_id, "allocated with other allocations")
+        if slot.state is not SlotState.COMMITTED:
+            raise SlotClosed("slot_id", request.slot_id, f"has {slot.state.value}")
+        prepared = self._prepare(slot, request)
+        try:
+            await self.manager.allocate(request.slot_id)
+        except ReservationClosed as exc:
+            slot.move(SlotState.EXPIRED, self.clock.now_ns())
+            raise SlotClosed(
+                "slot_id", request.slot_id, f"is {exc.state} (allocate came too late)"
+            ) from exc
+        slot.move(SlotState.ALLOCATED, self.clock.now_ns())
+        slot.allocate_ids = ids
+        slot.open = set(ids)
+        handles = await self._spawn(slot, prepared)
+        reply = AllocateReply(slot_id=request.slot_id, handles=handles)
+        slot.allocate_reply = reply
+        self.log.info("allocated", slot=request.slot_id, allocations=list(ids))
+        return reply
 
     def _prepare(self, slot: Slot, request: AllocateRequest) -> list[Allocation]:
         """Validate every manifest and build its actor (nothing runs, nothing is written)."""
