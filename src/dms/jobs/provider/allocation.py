@@ -198,7 +198,6 @@ class Allocation(Actor):
     async def on_start(self) -> None:
         assert self._tasks is not None, "start an Allocation through allocation_child()"
         self._tasks.start_soon(self._send_events)
-        self._tasks.start_soon(self._heartbeats)
         self._tasks.start_soon(self._life)
 
     def request_shutdown(self) -> None:
@@ -363,19 +362,17 @@ class Allocation(Actor):
 
     # -- events --------------------------------------------------------------------------------
 
-    async def _heartbeats(self) -> None:
-        """Liveness for the orchestrator, in every status until the final one (a pending
-        allocation waiting for its dependencies, a service in back-off and a recurring job
-        between runs are alive too)."""
-        while not self._finished:
-            await self.settings.clock.sleep(self.settings.heartbeat_interval_s)
-            if not self._finished:
-                self.emit(EventKind.HEARTBEAT)
-
     async def _send_events(self) -> None:
+        """The outbox, in order. Also the heartbeat: liveness for the orchestrator every
+        ``heartbeat_interval_s`` in every status until the final one (a pending allocation
+        waiting for its dependencies, a service in back-off and a recurring job between runs
+        are alive too)."""
+        clock = self.settings.clock
+        interval_ns = int(self.settings.heartbeat_interval_s * NS_PER_S)
+        next_beat = clock.monotonic_ns() + interval_ns
         while True:
             if self._outbox:
-                await self.settings.clock.sleep(EVENT_LINGER_S)
+                await clock.sleep(EVENT_LINGER_S)
             while self._outbox:
                 count = min(len(self._outbox), MAX_EVENTS)
                 batch = tuple(self._outbox.popleft() for _ in range(count))
@@ -389,7 +386,16 @@ class Allocation(Actor):
                     )
             self._outbox_empty.set()
             self._outbox_wake = anyio.Event()
-            await self._outbox_wake.wait()
+            if self._finished:
+                await self._outbox_wake.wait()
+                continue
+            with anyio.move_on_after(max(0, next_beat - clock.monotonic_ns()) / NS_PER_S):
+                await self._outbox_wake.wait()
+            now = clock.monotonic_ns()
+            if now >= next_beat:
+                next_beat = now + interval_ns
+                if not self._finished:
+                    self.emit(EventKind.HEARTBEAT)
 
     # -- behaviors -----------------------------------------------------------------------------
 

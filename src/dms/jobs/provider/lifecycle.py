@@ -142,8 +142,7 @@ async def watch(alloc: Allocation, executor: Executor, run_id: str) -> RunEnd:
         nonlocal unhealthy
         check = alloc.manifest.spec.healthcheck
         probe = alloc.probe
-        if check is None or probe is None:
-            return
+        assert check is not None and probe is not None  # started only with both
         clock = alloc.settings.clock
         await clock.sleep(seconds(int(check.start_period)))
         failures = 0
@@ -174,7 +173,8 @@ async def watch(alloc: Allocation, executor: Executor, run_id: str) -> RunEnd:
 
     error: DMSError | None = None
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(health)
+        if alloc.manifest.spec.healthcheck is not None and alloc.probe is not None:
+            tasks.start_soon(health)
         tasks.start_soon(restarts)
         try:
             result = await executor.wait(run_id)
