@@ -342,9 +342,12 @@ class ActorCell:
         if self.can_inline(behavior):
             self.busy = True
             try:
-                self._handle_sync(envelope, message, reply, behavior)
+                error, result = self._handle_sync(envelope, message, reply, behavior)
             finally:
                 self.busy = False
+            if reply is not None:
+                # From this task: a remote caller's reply goes straight to the network.
+                await self.system._complete(reply, error, result)
             return
         mailbox = self.mailbox
         if not mailbox.push((envelope, message, reply)):
@@ -361,7 +364,11 @@ class ActorCell:
 
     def _handle_sync(
         self, envelope: Envelope, message: Any, reply: ReplySlot | None, behavior: Behavior
-    ) -> None:
+    ) -> tuple[Exception | None, Any]:
+        """Run a plain handler: (its error, its result), for the caller to complete ``reply``.
+
+        A sent message whose handler raises crashes the actor.
+        """
         if behavior.one_shot:
             self.behaviors.pop(behavior.path, None)
         try:
@@ -370,12 +377,9 @@ class ActorCell:
             self.failed += 1
             if reply is None:
                 self.crash(exc)
-            else:
-                self.system._complete_nowait(reply, exc)
-            return
+            return exc, None
         self.processed += 1
-        if reply is not None:
-            self.system._complete_nowait(reply, None, result)
+        return None, result
 
     async def _loop(self) -> None:
         mailbox = self.mailbox
@@ -405,7 +409,9 @@ class ActorCell:
                             system._complete_nowait(reply, error)
                         continue
                     if not behavior.is_async:
-                        self._handle_sync(envelope, message, reply, behavior)
+                        failure, result = self._handle_sync(envelope, message, reply, behavior)
+                        if reply is not None:
+                            await system._complete(reply, failure, result)
                         continue
                     if behavior.one_shot:
                         self.behaviors.pop(behavior.path, None)

@@ -98,10 +98,14 @@ def seal(envelope: Envelope, keypair: KeyPair) -> bytes:
     return _encoder.encode(SignedEnvelope(body=body, signature=keypair.sign(DOMAIN + body)))
 
 
-def open_frame(frame: bytes) -> Envelope:
+def open_frame(frame: bytes, authenticated_did: str | None = None) -> Envelope:
     """Decode a frame and verify its signature against the sender's DID.
 
-    Raises MalformedEnvelope, InvalidDID or InvalidSignature.
+    ``authenticated_did`` is the DID whose key the transport proved the frame's sender holds
+    (``Network.authenticated_did``). An envelope whose sender is that very DID is not verified
+    again: only that key's holder could have put it on that connection. Any other sender (an
+    actor with a key of its own, a forgery) is verified. Raises MalformedEnvelope, InvalidDID
+    or InvalidSignature.
     """
     try:
         signed = _signed_decoder.decode(frame)
@@ -114,6 +118,8 @@ def open_frame(frame: bytes) -> Envelope:
         raise MalformedEnvelope(
             "frame", f"{len(frame)} bytes", "a signed dms envelope (msgpack)", detail=str(exc)
         ) from exc
+    if authenticated_did and envelope.sender.did == authenticated_did:
+        return envelope
     public_key = public_key_from_did(envelope.sender.did)
     if not verify_signature(public_key, DOMAIN + signed.body, signed.signature):
         raise InvalidSignature(

@@ -7,8 +7,17 @@ counted by error type in the statistics)::
         -> audience, behavior, capability (Authorizer), rate limit  ->  decode payload
         -> handler (inline for a plain handler on an idle actor, else the actor's mailbox)
 
+The signature step alone is skipped for a direct frame whose envelope names as its sender the
+DID the network authenticated for the connection it came on (``Network.authenticated_did``:
+libp2p's Noise handshake proves the peer holds that key, so the envelope cannot come from
+anyone else). Expiry, replay, audience, capability tokens (with their own signatures) and rate
+limits are checked all the same. The in-memory network vouches for nobody, and topic frames
+(relayed by third parties) are always verified.
+
 A frame that fails before it is authenticated (undecodable, bad signature, expired, replayed)
 is dropped silently; after that, an invoke gets an error reply and its caller a RemoteError.
+The reply to an invoke leaves from the task that ran the handler (the peer's reader task for a
+plain handler on an idle actor), with no queue in between.
 
 Messages between actors of this node skip the wire (no encoding, no signature: the sender is
 this process) but never the audience, capability and rate-limit checks. With
@@ -665,7 +674,7 @@ class ActorSystem:
         """A direct frame from the network (or looped back): the receive pipeline."""
         now = self.clock.now_ns()
         try:
-            envelope = self.accept(frame, now)
+            envelope = self.accept(frame, now, self.network.authenticated_did(peer))
         except DMSError as exc:
             self._refused(exc)
             self.log.debug("frame refused", peer=peer, error=str(exc))
@@ -697,9 +706,13 @@ class ActorSystem:
                 if responder is not None:
                     await self._complete(RemoteReply(envelope, responder), exc)
 
-    def accept(self, frame: bytes, now_ns: int) -> Envelope:
-        """Decode, verify the signature, check expiry and replay. Raises the typed refusal."""
-        envelope = open_frame(frame)
+    def accept(self, frame: bytes, now_ns: int, authenticated_did: str | None = None) -> Envelope:
+        """Decode, verify the signature, check expiry and replay. Raises the typed refusal.
+
+        The signature is not verified when the envelope's sender is ``authenticated_did`` (the
+        DID the transport authenticated for the frame's connection; see :func:`open_frame`).
+        """
+        envelope = open_frame(frame, authenticated_did)
         self._replay.check(envelope.sender.did, envelope.nonce, envelope.expiry, now_ns)
         return envelope
 

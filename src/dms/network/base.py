@@ -8,6 +8,14 @@ The network knows nothing of envelopes or signatures: it carries opaque frames b
 on topics. A topic validator (a plain function over the frame) lets the actor layer drop
 invalid gossip before it is forwarded.
 
+What it may know is who is at the other end of a connection. libp2p's Noise handshake proves
+that the remote holds the private key behind its peer id, and an Ed25519 peer id names the same
+key as the node's ``did:key``; so a direct frame handed to the receive handler with that peer id
+was put on the wire by that key's holder. ``authenticated_did(peer)`` says so to the layer
+above, which then need not verify that holder's envelope signature a second time. A transport
+that proves nothing (the in-memory one) answers None. Topic frames are relayed by third parties:
+no transport vouches for their origin.
+
 Lifecycle is structured: ``async with network:`` starts it (its background tasks live in a task
 group it owns) and leaving the block stops it, closing every connection. A network is used once.
 """
@@ -27,7 +35,10 @@ PeerID = str
 """A peer's id as text (libp2p's base58 peer id; any unique string in memory)."""
 
 ReceiveHandler = Callable[[PeerID, bytes], Awaitable[None]]
-"""Called with (sender, frame) for each direct frame, in order per sender."""
+"""Called with (sender, frame) for each direct frame, in order per sender.
+
+``sender`` is the peer the frame arrived from: the authenticated remote of the connection where
+the transport authenticates connections (see ``Network.authenticated_did``)."""
 
 TopicHandler = Callable[[PeerID, bytes], Awaitable[None]]
 """Called with (origin, frame) for each frame published on a subscribed topic."""
@@ -98,6 +109,15 @@ class Network(Protocol):
 
     def on_receive(self, handler: ReceiveHandler) -> None:
         """Set the handler for direct frames (one per network)."""
+        ...
+
+    def authenticated_did(self, peer: PeerID) -> str | None:
+        """The ``did:key`` whose private key ``peer`` proved it holds, or None.
+
+        Non-None only where the transport authenticated the connection a direct frame from
+        ``peer`` arrives on with that key (a direct frame from ``peer`` was then sent by that
+        key's holder). None where it proves nothing, or the peer id names no did:key.
+        """
         ...
 
     async def publish(self, topic: str, frame: bytes) -> None:

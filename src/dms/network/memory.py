@@ -279,6 +279,11 @@ class MemoryNetwork:
     def on_receive(self, handler: ReceiveHandler) -> None:
         self._handler = handler
 
+    def authenticated_did(self, peer: PeerID) -> str | None:
+        """Always None: the fabric authenticates nothing (any node may claim any name), so the
+        actor layer verifies every envelope signature, in simulations too."""
+        return None
+
     async def send(self, peer: PeerID, frame: bytes) -> None:
         self._require_running()
         fabric = self._fabric

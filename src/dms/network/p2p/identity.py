@@ -53,6 +53,7 @@ def peer_id_from_public_key(public_key: bytes) -> str:
     return base58.b58encode(_PEER_ID_PREFIX + bytes(public_key)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def did_from_peer_id(peer_id: str) -> str:
     """``12D3KooW...`` -> ``did:key:z6Mk...`` (same key); raises :class:`InvalidPeerID`."""
     key = _key_from_peer_id(peer_id)

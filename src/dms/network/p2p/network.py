@@ -41,7 +41,7 @@ from dms.network.base import (
 )
 from dms.network.p2p.connections import Connections
 from dms.network.p2p.discovery import DHT, SERVICE_KEY, MDNSBridge
-from dms.network.p2p.errors import ListenFailed
+from dms.network.p2p.errors import InvalidPeerID, ListenFailed
 from dms.network.p2p.gossip import Gossip
 from dms.network.p2p.host import (
     addresses_without_peer,
@@ -49,7 +49,12 @@ from dms.network.p2p.host import (
     check_listen_free,
     listen_addresses,
 )
-from dms.network.p2p.identity import check_seed, peer_id_from_seed, public_key_from_peer_id
+from dms.network.p2p.identity import (
+    check_seed,
+    did_from_peer_id,
+    peer_id_from_seed,
+    public_key_from_peer_id,
+)
 from dms.network.p2p.links import Link, read_frames
 from dms.network.p2p.settings import P2PSettings, check_peer_address
 
@@ -170,8 +175,23 @@ class P2PNetwork:
     def on_receive(self, handler: ReceiveHandler) -> None:
         self._handler = handler
 
+    def authenticated_did(self, peer: PeerID) -> str | None:
+        """The did:key of an Ed25519 ``peer`` (None for any other key type).
+
+        Sound because a direct frame reaches the handler only from an inbound stream, whose
+        peer id is the connection's Noise-authenticated remote (the handshake checks that the
+        remote signed its Noise key with the key inside the peer id, and a dialled peer's id
+        against the one dialled), or from ``send()`` to this node itself. Noise-only security
+        (see ``host.py``) means no connection is ever unauthenticated.
+        """
+        try:
+            return did_from_peer_id(peer)
+        except InvalidPeerID:
+            return None
+
     async def send(self, peer: PeerID, frame: bytes) -> None:
-        running = self._running()
+        if self._state is not NetworkState.RUNNING:
+            self._running()  # raises NetworkClosed
         if len(frame) > self._settings.max_frame:
             raise FrameTooLarge(len(frame), self._settings.max_frame)
         if peer == self._peer_id:
@@ -179,6 +199,7 @@ class P2PNetwork:
             return
         link = self._links.get(peer)
         if link is None or link.closed:
+            running = self._running()  # the common case above makes no _Running
             public_key_from_peer_id(peer)  # refuse a malformed id before starting a writer
             link = Link(
                 peer,
