@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from dms.errors import InputError
+from dms.jobs.protocol import HEARTBEATS, Heartbeats, Liveness
 from dms.jobs.status import AllocationStatus, DeploymentStatus
 from dms.orchestrator.messages import (
     DeploymentLogsRequest,
@@ -20,7 +21,7 @@ from dms.orchestrator.messages import (
     ShutdownRequest,
 )
 from dms.types import Location
-from tests.orchestrator.harness import Network, Script, network
+from tests.orchestrator.harness import FakeProvider, Network, Script, network
 
 S = 10**9
 
@@ -210,6 +211,51 @@ class TestFailures:
             assert await wait_final(net, summary.deployment_id) is DeploymentStatus.COMPLETED
             survivor = next(p for p in net.providers.values() if p is not victim)
             assert survivor.free == survivor.script.cores
+
+
+class TestProviderHeartbeats:
+    """One heartbeat from a provider keeps its allocations alive and catches up a lost event;
+    a heartbeat naming another provider's allocation changes nothing."""
+
+    async def test_heartbeats_keep_alive_catch_up_and_speak_only_for_the_sender(
+        self, tmp_path: Path, clock: object
+    ) -> None:
+        # The scripted allocations send no heartbeat events of their own: only ours count.
+        scripts = {"a": Script(cores=8, heartbeats=False), "b": Script(cores=8, heartbeats=False)}
+        text = TASK.replace("executor: wasm", "type: service\n    executor: wasm")
+        async with network(tmp_path, scripts, heartbeat_timeout_s=5.0) as net:
+            summary = await net.orchestrator.new(ensemble(text))
+            await wait_status(net, summary.deployment_id, DeploymentStatus.RUNNING)
+            ref = DeploymentRef(deployment_id=summary.deployment_id)
+            (info,) = (await net.orchestrator.info(ref)).allocations
+            runner = next(p for p in net.providers.values() if p.handle.did == info.provider)
+            other = next(p for p in net.providers.values() if p is not runner)
+            actor = net.orchestrator.actors[summary.deployment_id]
+            sequence = actor.sequences[info.allocation_id]
+
+            async def beat(sender: FakeProvider, status: AllocationStatus, seq: int) -> None:
+                alive = Liveness(
+                    deployment_id=summary.deployment_id,
+                    allocation_id=info.allocation_id,
+                    status=status,
+                    sequence=seq,
+                )
+                await sender.send(
+                    net.node.root, HEARTBEATS, Heartbeats(time_ns=0, allocations=(alive,))
+                )
+                await anyio.sleep(0.1)
+
+            before = actor.last_seen[info.allocation_id]
+            await anyio.sleep(1.0)
+            await beat(other, AllocationStatus.FAILED, sequence + 5)
+            assert actor.last_seen[info.allocation_id] == before  # not the runner
+            assert actor.record.allocations[0].status is AllocationStatus.RUNNING
+            await beat(runner, AllocationStatus.RUNNING, sequence)
+            assert actor.last_seen[info.allocation_id] > before
+            await beat(runner, AllocationStatus.RESTARTING, sequence + 1)  # an event was lost
+            assert actor.record.allocations[0].status is AllocationStatus.RESTARTING
+            await net.orchestrator.shutdown(ShutdownRequest(deployment_id=summary.deployment_id))
+            assert await wait_final(net, summary.deployment_id) is DeploymentStatus.COMPLETED
 
 
 class TestManagement:

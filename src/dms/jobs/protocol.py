@@ -13,6 +13,7 @@ Who sends what, to whom::
     orchestr. --send REVERT (RevertRequest) for bids not chosen------> provider root actor
     orchestr. --send ALLOCATION_START (Empty)------------------------> allocation actor
     allocation --send ALLOCATION_EVENT (AllocationEvents)-------------> orchestrator actor
+    provider  --send HEARTBEATS (Heartbeats) every interval----------> orchestrator root actor
     anyone allowed --invoke ALLOCATION_LOGS / _RESULTS / _RESULT_CHUNK / _STOP / _STATUS
                                                                     -> allocation actor
 
@@ -54,6 +55,7 @@ COMMIT = "/dms/deployment/commit"
 ALLOCATE = "/dms/deployment/allocate"
 REVERT = "/dms/deployment/revert"
 ALLOCATION_EVENT = "/dms/deployment/allocation/event"
+HEARTBEATS = "/dms/deployment/heartbeats"
 ALLOCATION_START = "/dms/allocation/start"
 ALLOCATION_STOP = "/dms/allocation/stop"
 ALLOCATION_RESTART = "/dms/allocation/restart"
@@ -248,6 +250,29 @@ class AllocationEvents(msgspec.Struct, frozen=True, kw_only=True):
     happened close together travel in one message)."""
 
     events: Annotated[tuple[AllocationEvent, ...], msgspec.Meta(max_length=MAX_EVENTS)] = ()
+
+
+MAX_HEARTBEATS = 4096
+"""Allocations in one HEARTBEATS message at most (more go in several)."""
+
+
+class Liveness(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One allocation in a HEARTBEATS message: alive, in this status, as of this event."""
+
+    deployment_id: str
+    allocation_id: str
+    status: AllocationStatus
+    sequence: int
+    """The sequence number of the allocation's last event."""
+
+
+class Heartbeats(msgspec.Struct, frozen=True, kw_only=True):
+    """HEARTBEATS, to an orchestrator node's root actor: every allocation this provider runs
+    for that node, every heartbeat interval. One message per orchestrator node and interval,
+    however many allocations run: heartbeats cost per provider, not per allocation."""
+
+    time_ns: int
+    allocations: Annotated[tuple[Liveness, ...], msgspec.Meta(max_length=MAX_HEARTBEATS)] = ()
 
 
 class AllocationState(msgspec.Struct, frozen=True, kw_only=True):

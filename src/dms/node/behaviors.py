@@ -12,6 +12,7 @@ group                                           served by
 ``/dms/node/resources/*``, ``/dms/node/hardware/*``
 ``/dms/node/deployment/*``                      the orchestrator (:mod:`dms.orchestrator.messages`)
 ``/dms/deployment/*`` (bids, commit, allocate)  the provider (:mod:`dms.jobs.protocol`)
+``/dms/status`` adverts, ``/dms/deployment/heartbeats``  the orchestrator (:mod:`dms.jobs.protocol`)
 ``/dms/actor/stats``                            the actor system
 ==============================================  =============================================
 """
@@ -23,6 +24,7 @@ from dms.jobs.protocol import ADVERT as ADVERT
 from dms.jobs.protocol import ALLOCATE as ALLOCATE
 from dms.jobs.protocol import BID_REQUEST as BID_REQUEST
 from dms.jobs.protocol import COMMIT as COMMIT
+from dms.jobs.protocol import HEARTBEATS as HEARTBEATS
 from dms.jobs.protocol import REVERT as REVERT
 from dms.onboarding.behaviors import BEHAVIORS as ONBOARDING
 from dms.onboarding.behaviors import HARDWARE_SPEC as HARDWARE_SPEC
@@ -85,8 +87,8 @@ PROVIDER = (
 )
 """What orchestrators ask a provider's root actor (the deployment protocol)."""
 
-ORCHESTRATOR = (ADVERT,)
-"""What providers publish to orchestrators' root actors (capacity adverts)."""
+ORCHESTRATOR = (ADVERT, HEARTBEATS)
+"""What providers send orchestrators' root actors (capacity adverts, heartbeats)."""
 
 SYSTEM = (STATS_BEHAVIOR,)
 

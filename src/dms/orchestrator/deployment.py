@@ -49,6 +49,7 @@ from dms.jobs.protocol import (
     CommitRequest,
     EventKind,
     InputFile,
+    Liveness,
     PortBinding,
     RevertReply,
     RevertRequest,
@@ -158,6 +159,29 @@ class DeploymentActor(Actor):
         )
         self.log.info("allocation", allocation=event.allocation_id, status=event.status.value)
         return True
+
+    def on_liveness(self, entries: Sequence[Liveness], provider: str) -> None:
+        """A provider's heartbeat names these allocations alive. One whose status the heartbeat
+        reports newer than the last event heard (that event was lost) takes that status."""
+        known = {a.allocation_id: a for a in self.record.allocations}
+        now = self.service.clock.now_ns()
+        changed = False
+        for alive in entries:
+            info = known.get(alive.allocation_id)
+            if info is None or info.provider != provider:
+                continue  # unknown, or not from the provider running it
+            self.last_seen[alive.allocation_id] = now
+            if alive.sequence > self.sequences.get(alive.allocation_id, -1):
+                self.sequences[alive.allocation_id] = alive.sequence
+                if alive.status is not info.status:
+                    known[alive.allocation_id] = msgspec.structs.replace(info, status=alive.status)
+                    changed = True
+        if changed:
+            self.record = msgspec.structs.replace(
+                self.record,
+                allocations=tuple(known[a.allocation_id] for a in self.record.allocations),
+            )
+            self._wake()
 
     def _wake(self) -> None:
         self.changed.set()

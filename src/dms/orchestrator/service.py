@@ -26,7 +26,10 @@ from dms.jobs.protocol import (
     ALLOCATION_LOGS,
     ALLOCATION_RESULT_CHUNK,
     ALLOCATION_RESULTS,
+    HEARTBEATS,
     CapacityAdvert,
+    Heartbeats,
+    Liveness,
     LogsChunk,
     LogsRequest,
     ResultChunk,
@@ -124,6 +127,7 @@ class OrchestratorService:
         # a slow provider never holds up the node's root actor.
         reads = BehaviorOptions(concurrent=True)
         root.register(ADVERT, CapacityAdvert, None, self._on_advert)
+        root.register(HEARTBEATS, Heartbeats, None, self._on_heartbeats)
         root.register(DEPLOYMENT_NEW, NewDeployment, DeploymentSummary, self._call(self.new))
         root.register(
             DEPLOYMENT_LIST, ListDeployments, DeploymentPage, self._call(self.list), reads
@@ -165,6 +169,17 @@ class OrchestratorService:
         if envelope.sender.did != advert.provider.did:
             return  # an advert speaks only for the node that signed it
         self.view.update(advert)
+
+    def _on_heartbeats(self, message: Heartbeats, envelope: Envelope) -> None:
+        """A provider's heartbeat: each deployment hears about its own allocations (and
+        takes only those the sender runs)."""
+        by_deployment: dict[str, list[Liveness]] = {}
+        for alive in message.allocations:
+            by_deployment.setdefault(alive.deployment_id, []).append(alive)
+        for deployment_id, entries in by_deployment.items():
+            actor = self.actors.get(deployment_id)
+            if actor is not None:
+                actor.on_liveness(entries, envelope.sender.did)
 
     async def run(self) -> None:
         """Subscribe to adverts, restore unfinished deployments, then serve."""

@@ -33,6 +33,7 @@ from dms.jobs.protocol import (
     BID,
     BID_REQUEST,
     COMMIT,
+    HEARTBEATS,
     REVERT,
     AllocateReply,
     AllocateRequest,
@@ -46,7 +47,9 @@ from dms.jobs.protocol import (
     CapacityAdvert,
     CommitReply,
     CommitRequest,
+    Heartbeats,
     InputFile,
+    Liveness,
     PortBinding,
     RevertReply,
     RevertRequest,
@@ -122,6 +125,9 @@ class Recorder(Actor):
         self.adverts: list[CapacityAdvert] = []
         self.events: list[AllocationEvent] = []
         self.messages = 0
+        self.beats: list[tuple[int, Liveness]] = []
+        """(heartbeat time, what it said) for every allocation in every heartbeat."""
+        self.heartbeat_messages = 0
         """ALLOCATION_EVENT messages received (several events may share one)."""
         self.senders: list[str] = []
         self.changed = anyio.Event()
@@ -139,6 +145,15 @@ class Recorder(Actor):
     def on_advert(self, advert: CapacityAdvert, envelope: Envelope) -> None:
         self.adverts.append(advert)
         self._changed()
+
+    def on_heartbeats(self, message: Heartbeats, envelope: Envelope) -> None:
+        for alive in message.allocations:
+            self.beats.append((message.time_ns, alive))
+        self.heartbeat_messages += 1
+        self._changed()
+
+    def beats_of(self, allocation_id: str) -> list[Liveness]:
+        return [alive for _, alive in self.beats if alive.allocation_id == allocation_id]
 
     @behavior(ALLOCATION_EVENT, AllocationEvents)
     def on_events(self, message: AllocationEvents, envelope: Envelope) -> None:
@@ -412,6 +427,10 @@ async def cluster(
         recorder_handle = await orchestrator.spawn(Recorder, "recorder")
         recorder = orchestrator.actor("recorder")
         assert isinstance(recorder, Recorder)
+        # Heartbeats go to the orchestrator node's root actor, as they would to a real one.
+        orchestrator.actor(ROOT_INBOX).register(
+            HEARTBEATS, Heartbeats, None, recorder.on_heartbeats
+        )
         await provider.supervisor.start_child(ChildSpec.task("provider", service.run))
         await anyio.wait_all_tasks_blocked()
         yield Cluster(

@@ -19,7 +19,6 @@ from dms.jobs.protocol import (
     ALLOCATION_STATUS,
     ALLOCATION_STOP,
     AllocationState,
-    EventKind,
     LogsChunk,
     LogsRequest,
     LogStreamName,
@@ -88,18 +87,35 @@ class TestTasks:
         assert "code 3" in done.detail
         assert await c.free_is_onboarded()
 
-    async def test_heartbeats_come_while_running_with_growing_sequence_numbers(
+    async def test_heartbeats_come_while_running(
         self, c: Cluster, autojump_clock: trio.testing.MockClock
     ) -> None:
         task = null_manifest(["duration=22s"])
         await c.run(task)
         await c.ended(task.allocation_id)
-        mine = [e for e in c.recorder.events if e.allocation_id == task.allocation_id]
-        beats = [e for e in mine if e.kind is EventKind.HEARTBEAT]
+        beats = c.recorder.beats_of(task.allocation_id)
         assert len(beats) == 4
-        assert all(e.status is S.RUNNING for e in beats)
+        assert all(b.status is S.RUNNING for b in beats)
+        running = next(
+            e
+            for e in c.recorder.events
+            if e.allocation_id == task.allocation_id and e.status is S.RUNNING
+        )
+        assert {b.sequence for b in beats} == {running.sequence}
+        mine = [e for e in c.recorder.events if e.allocation_id == task.allocation_id]
         assert [e.sequence for e in mine] == list(range(1, len(mine) + 1))
-        assert [e.time_ns for e in mine] == sorted(e.time_ns for e in mine)
+
+    async def test_one_heartbeat_names_every_allocation_for_the_orchestrator(
+        self, c: Cluster, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        tasks = [null_manifest(["duration=12s"], name=f"w{i}", cpu=0.5) for i in range(3)]
+        await c.run(*tasks)
+        await c.ended(*(t.allocation_id for t in tasks))
+        by_time: dict[int, set[str]] = {}
+        for at, alive in c.recorder.beats:
+            by_time.setdefault(at, set()).add(alive.allocation_id)
+        assert list(by_time.values()) == [{t.allocation_id for t in tasks}] * 2
+        assert c.recorder.heartbeat_messages == 2
 
     async def test_heartbeats_come_in_every_status_until_the_end(
         self, c: Cluster, autojump_clock: trio.testing.MockClock
@@ -111,21 +127,15 @@ class TestTasks:
         await anyio.sleep(12)
         await c.start(handle)
         await c.ended(job.allocation_id)
+        ended_at = len(c.recorder.beats)
         await anyio.sleep(20)
-        beats = [
-            e.status
-            for e in c.recorder.events
-            if e.allocation_id == job.allocation_id and e.kind is EventKind.HEARTBEAT
-        ]
+        beats = [b.status for b in c.recorder.beats_of(job.allocation_id)]
         assert beats[:2] == [S.PENDING, S.PENDING]
         assert beats.count(S.RESTARTING) >= 10
+        assert len(c.recorder.beats) == ended_at  # nothing after the final event
         final = c.recorder.final(job.allocation_id)
         assert final is not None
-        assert all(
-            e.sequence < final.sequence
-            for e in c.recorder.events
-            if e.allocation_id == job.allocation_id and e is not final
-        )
+        assert all(b.sequence < final.sequence for b in c.recorder.beats_of(job.allocation_id))
 
     async def test_a_task_with_a_restart_policy_is_retried_with_backoff(
         self, c: Cluster, autojump_clock: trio.testing.MockClock

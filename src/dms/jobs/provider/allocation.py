@@ -2,12 +2,13 @@
 
 It is created PENDING by ``/dms/deployment/allocate`` and waits for ``/dms/allocation/start``
 (the orchestrator starts allocations in ``depends_on`` order). Its statuses follow
-:class:`dms.jobs.status.AllocationStatus`; every change, and a heartbeat every
-``heartbeat_interval_s`` until it ends (in any status: the orchestrator takes silence for a
-lost provider), goes to the orchestrator as an ``AllocationEvent`` with a growing sequence
-number, through one ordered outbox; events emitted within ``EVENT_LINGER_S`` of each other
-(starting, then running a moment later) travel in one ``AllocationEvents`` message. The final event carries the exit code and the last 4 KiB
-of stdout and stderr.
+:class:`dms.jobs.status.AllocationStatus`; every change goes to the orchestrator as an
+``AllocationEvent`` with a growing sequence number, through one ordered outbox; events emitted
+within ``EVENT_LINGER_S`` of each other (starting, then running a moment later) travel in one
+``AllocationEvents`` message. The final event carries the exit code and the last 4 KiB of
+stdout and stderr. Liveness, in every status until the final one, comes from the provider's
+heartbeat, one message per orchestrator node naming every allocation it runs for that node
+(:meth:`Allocation.liveness`).
 
 Job types, as this provider runs them (see :mod:`dms.jobs.provider.lifecycle`): a task (and
 each replica of a batch) runs once; a service is restarted per its ``failure_recovery`` and
@@ -63,6 +64,7 @@ from dms.jobs.protocol import (
     AllocationManifest,
     AllocationState,
     EventKind,
+    Liveness,
     LogsChunk,
     LogsRequest,
     ResultChunk,
@@ -363,16 +365,9 @@ class Allocation(Actor):
     # -- events --------------------------------------------------------------------------------
 
     async def _send_events(self) -> None:
-        """The outbox, in order. Also the heartbeat: liveness for the orchestrator every
-        ``heartbeat_interval_s`` in every status until the final one (a pending allocation
-        waiting for its dependencies, a service in back-off and a recurring job between runs
-        are alive too)."""
-        clock = self.settings.clock
-        interval_ns = int(self.settings.heartbeat_interval_s * NS_PER_S)
-        next_beat = clock.monotonic_ns() + interval_ns
         while True:
             if self._outbox:
-                await clock.sleep(EVENT_LINGER_S)
+                await self.settings.clock.sleep(EVENT_LINGER_S)
             while self._outbox:
                 count = min(len(self._outbox), MAX_EVENTS)
                 batch = tuple(self._outbox.popleft() for _ in range(count))
@@ -386,16 +381,19 @@ class Allocation(Actor):
                     )
             self._outbox_empty.set()
             self._outbox_wake = anyio.Event()
-            if self._finished:
-                await self._outbox_wake.wait()
-                continue
-            with anyio.move_on_after(max(0, next_beat - clock.monotonic_ns()) / NS_PER_S):
-                await self._outbox_wake.wait()
-            now = clock.monotonic_ns()
-            if now >= next_beat:
-                next_beat = now + interval_ns
-                if not self._finished:
-                    self.emit(EventKind.HEARTBEAT)
+            await self._outbox_wake.wait()
+
+    def liveness(self) -> Liveness | None:
+        """What the provider's heartbeat says of this allocation; None once it is final
+        (the final event said everything)."""
+        if self._finished or self.status.final:
+            return None
+        return Liveness(
+            deployment_id=self.deployment_id,
+            allocation_id=self.allocation_id,
+            status=self.status,
+            sequence=self._sequence,
+        )
 
     # -- behaviors -----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 
-from dms.actor import Actor, ActorSystem, BehaviorOptions, Envelope
+from dms.actor import ROOT_INBOX, Actor, ActorSystem, Address, BehaviorOptions, Envelope, Handle
 from dms.clock import Clock
 from dms.errors import DMSError, InsufficientResources, OnboardingError
 from dms.executor import ExecutorRegistry
@@ -37,6 +37,8 @@ from dms.jobs.protocol import (
     BID_REQUEST,
     BID_REQUEST_TOPIC,
     COMMIT,
+    HEARTBEATS,
+    MAX_HEARTBEATS,
     REVERT,
     AllocateReply,
     AllocateRequest,
@@ -48,6 +50,8 @@ from dms.jobs.protocol import (
     CapacityAdvert,
     CommitReply,
     CommitRequest,
+    Heartbeats,
+    Liveness,
     PortBinding,
     RevertReply,
     RevertRequest,
@@ -244,9 +248,50 @@ class ProviderService:
         root.register(REVERT, RevertRequest, RevertReply, _guard(self._on_revert, self.log))
 
     async def run(self) -> None:
-        """Adverts and housekeeping every ``advert_interval_s``, until cancelled."""
+        """Adverts and housekeeping every ``advert_interval_s``, heartbeats every
+        ``heartbeat_interval_s``, until cancelled."""
         root = self._require_root()
         await root.subscribe(BID_REQUEST_TOPIC, BID_REQUEST)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._heartbeats)
+            await self._adverts()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.heartbeat_interval_s)
+            await self.heartbeat_now()
+
+    async def heartbeat_now(self) -> None:
+        """One HEARTBEATS message to each orchestrator node with allocations here, naming
+        every one of them (in chunks of ``MAX_HEARTBEATS``)."""
+        by_node: dict[tuple[str, str], list[Liveness]] = {}
+        handles: dict[tuple[str, str], Handle] = {}
+        for allocation in self._allocations.values():
+            alive = allocation.liveness()
+            if alive is None:
+                continue
+            to = allocation.orchestrator
+            key = (to.address.host, to.did)
+            by_node.setdefault(key, []).append(alive)
+            handles.setdefault(
+                key,
+                Handle(
+                    id=to.id, did=to.did, address=Address(host=to.address.host, inbox=ROOT_INBOX)
+                ),
+            )
+        root = self._require_root()
+        now = self.clock.now_ns()
+        for key, entries in by_node.items():
+            for start in range(0, len(entries), MAX_HEARTBEATS):
+                message = Heartbeats(
+                    time_ns=now, allocations=tuple(entries[start : start + MAX_HEARTBEATS])
+                )
+                try:
+                    await root.send(handles[key], HEARTBEATS, message)
+                except DMSError as exc:
+                    self.log.debug("heartbeat not sent", orchestrator=key[1], error=str(exc))
+
+    async def _adverts(self) -> None:
         while True:
             try:
                 await self.advertise_now()
