@@ -438,5 +438,3 @@ def docker_api_configured(env: Mapping[str, str] | None = None) -> bool:
     7 MB of memory, and a warning at every start, saved)."""
     env = os.environ if env is None else env
     return bool(env.get("DOCKER_HOST")) or Path(DOCKER_SOCKET).exists()
-
-

@@ -103,7 +103,7 @@ class TestPreferences:
         result = plan([p], self.pool, rankers=default_rankers(), seed="d1")
         assert result.assignment == {"n": (winner,)}
         ranked = result.decisions["n"].ranked
-        assert {s.ranker for s in ranked[0].scores} == {"price", "time", "load", "rtt"}
+        assert {s.ranker for s in ranked[0].scores} == {"price", "time", "load", "devices", "rtt"}
 
     def test_scores_are_recorded_with_weights(self) -> None:
         p = Placement(node="n", requirement=need(price_pref=100, time_pref=0))
@@ -112,6 +112,26 @@ class TestPreferences:
         price = next(s for s in top.scores if s.ranker == "price")
         assert (price.score, price.weight) == (1.0, 1.0)
         assert "0.1NTX/h" in price.detail
+
+    def test_work_without_gpus_leaves_the_gpu_machine_alone(self) -> None:
+        """Even when the GPU machine is faster and has more cores free."""
+        gpu = GPU(index=0, vendor=GPUVendor.NVIDIA, model="RTX 4090", vram=24 * GiB)
+        pool = [
+            provider("gpu-box", cores=16, onboarded=16, gpus=(gpu,)),
+            provider("plain", cores=8, onboarded=16),
+        ]
+        cpu_only = Placement(node="n", requirement=need(price_pref=50, time_pref=50))
+        result = plan([cpu_only], pool, seed="d1")
+        assert result.assignment == {"n": ("plain",)}
+        scores = {s.ranker: s for s in result.decisions["n"].ranked[1].scores}
+        assert "kept for GPU work" in scores["devices"].detail
+        with_gpu = Placement(
+            node="n",
+            requirement=need(
+                price_pref=50, time_pref=50, gpus=(GPU(vendor=GPUVendor.NVIDIA, vram=8 * GiB),)
+            ),
+        )
+        assert plan([with_gpu], pool, seed="d1").assignment == {"n": ("gpu-box",)}
 
     def test_load_strategy(self) -> None:
         pool = [provider("busy", cores=1, onboarded=8), provider("idle", cores=8, onboarded=8)]

@@ -109,6 +109,10 @@ def naive_rank(candidates: list[Candidate], placement: Placement) -> list[tuple[
                 placement.requirement.time.preference / 100,
             ),
             (c.free_fraction(), 0.3),
+            # devices: work without GPUs prefers machines without free GPUs
+            (0.0 if c.capability.resources.gpus else 1.0, 1.0)
+            if not placement.requirement.resources.gpus
+            else (1.0, 0.0),
             (1.0, 0.0),
         ]
         weights = sum(w for _, w in scores)

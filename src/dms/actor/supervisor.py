@@ -55,7 +55,6 @@ DEFAULT_SHUTDOWN_NS = 5 * NS_PER_S
 log = get_logger(component="supervisor")
 
 
-
 class _Children:
     """Children in start order, found by id in constant time (a node's root supervisor holds
     one child per deployment and allocation: thousands)."""
@@ -87,6 +86,7 @@ class _Children:
         """``child`` and every child started after it."""
         ordered = list(self._by_id.values())
         return ordered[ordered.index(child) :]
+
 
 class SupervisorStrategy(enum.StrEnum):
     ONE_FOR_ONE = "one_for_one"

@@ -137,6 +137,27 @@ class LoadRanker:
         )
 
 
+class DeviceKeeper:
+    """GPUs are scarce: work that needs none goes to machines without free GPUs first, so a
+    GPU machine's cores, memory and disk stay for the work that needs its GPUs (otherwise a
+    GPU machine with many free cores attracts everything, and GPU work finds its GPUs free
+    but the machine full). Weighted like a full price or time preference: a deployment that
+    cares only for speed may still take the GPU machine. Neutral for work that needs GPUs."""
+
+    name = "devices"
+
+    def __init__(self, weight: float = 1.0) -> None:
+        self.weight = weight
+
+    def score(self, candidate: Candidate, placement: Placement, pool: Sequence[Candidate]) -> Score:
+        if placement.requirement.resources.gpus:
+            return Score(self.name, 1.0, 0.0, "needs GPUs")
+        free = len(candidate.capability.resources.gpus)
+        if free:
+            return Score(self.name, 0.0, self.weight, f"{free} GPU(s) free: kept for GPU work")
+        return Score(self.name, 1.0, self.weight, "no GPU free")
+
+
 class RTTRanker:
     """Closer is better; unknown RTT scores as the worst known one."""
 
@@ -158,7 +179,7 @@ class RTTRanker:
 
 
 def default_rankers(load: LoadStrategy = LoadStrategy.SPREAD) -> tuple[Ranker, ...]:
-    return (PriceRanker(), TimeRanker(), LoadRanker(load), RTTRanker())
+    return (PriceRanker(), TimeRanker(), LoadRanker(load), DeviceKeeper(), RTTRanker())
 
 
 def _tiebreak(seed: str, provider: str) -> int:
