@@ -171,7 +171,7 @@ class TestNetworkConditions:
             assert all(s.final for s in ended.values())
             assert (await sim.audit()).ok
 
-    async def test_token_trust_places_without_refusals(
+    async def test_token_trust_places_and_keeps_running_without_refusals(
         self, tmp_path: Path, autojump_clock: trio.testing.MockClock
     ) -> None:
         config = SimulationConfig(providers=6, seed=6, trust=TrustMode.TOKENS)
@@ -179,6 +179,13 @@ class TestNetworkConditions:
         async with Simulation(config, tmp_path) as sim:
             reached = await deploy_all(sim, items)
             assert set(reached.values()) == {RUNNING}
+            # Three heartbeat timeouts later nothing was taken for lost: the providers'
+            # heartbeats reach the orchestrator's root, under tokens as well.
+            await anyio.sleep(3 * config.orchestrator.heartbeat_timeout_s)
+            for deployment_id in reached:
+                info = await sim.info(deployment_id)
+                assert info.summary.status is RUNNING
+                assert [h.status for h in info.history].count(RUNNING) == 1
             assert sim.refusals() == {}
             assert (await sim.audit()).ok
 
