@@ -111,7 +111,11 @@ class Podman:
             "system", "service", "--time=0", self.base_url,
         ]  # fmt: skip
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            # In its own folder: conmon leaves an ``oom`` marker in its working directory when a
+            # container is killed for memory, which would otherwise land in the checkout.
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (self.socket.exists() and reachable(self.base_url)):
             if self.process.poll() is not None or time.monotonic() > deadline:
