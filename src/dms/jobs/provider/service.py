@@ -174,7 +174,8 @@ class ProviderService:
     """The provider side of deployments on this node (see the module docstring).
 
     ``work_dir`` holds one folder per allocation, ``<work_dir>/<allocation id>/`` with
-    ``input/`` and ``results/`` (the node passes ``<home>/work/allocations``).
+    ``input/`` and ``results/`` (the node passes the ``allocations`` folder of its home's
+    ``work`` folder, :attr:`dms.home.Home.work_dir`).
     """
 
     def __init__(
