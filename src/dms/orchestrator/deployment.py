@@ -40,7 +40,6 @@ from dms.jobs.protocol import (
     REVERT,
     AllocateReply,
     AllocateRequest,
-    AllocationEvent,
     AllocationEvents,
     AllocationManifest,
     Bid,
@@ -125,40 +124,35 @@ class DeploymentActor(Actor):
 
     @behavior(ALLOCATION_EVENT, AllocationEvents, None)
     def on_events(self, message: AllocationEvents, envelope: Envelope) -> None:
+        """An allocation's events, in order; each is taken only from the provider running it."""
+        known = {a.allocation_id: a for a in self.record.allocations}
         changed = False
         for event in message.events:
-            changed = self.on_event(event, envelope) or changed
+            info = known.get(event.allocation_id)
+            if (
+                event.deployment_id != self.record.deployment_id
+                or event.sequence <= self.sequences.get(event.allocation_id, -1)
+                or info is None
+                or envelope.sender.did != info.provider
+            ):
+                continue  # another deployment's, late or repeated, unknown, or not the runner's
+            self.sequences[event.allocation_id] = event.sequence
+            self.last_seen[event.allocation_id] = self.service.clock.now_ns()
+            if event.kind is EventKind.HEARTBEAT and event.status is info.status:
+                continue
+            known[event.allocation_id] = msgspec.structs.replace(
+                info,
+                status=event.status,
+                exit_code=event.exit_code,
+                restarts=event.restarts,
+                detail=event.detail,
+                stdout_tail=event.stdout_tail or info.stdout_tail,
+                stderr_tail=event.stderr_tail or info.stderr_tail,
+            )
+            self.log.info("allocation", allocation=event.allocation_id, status=event.status.value)
+            changed = True
         if changed:
-            self._wake()
-
-    def on_event(self, event: AllocationEvent, envelope: Envelope) -> bool:
-        """Take one event in; True when it changed what this actor knows."""
-        if event.deployment_id != self.record.deployment_id:
-            return False
-        if event.sequence <= self.sequences.get(event.allocation_id, -1):
-            return False  # late or repeated
-        known = {a.allocation_id: a for a in self.record.allocations}
-        info = known.get(event.allocation_id)
-        if info is None or envelope.sender.did != info.provider:
-            return False  # unknown, or not from the provider running it
-        self.sequences[event.allocation_id] = event.sequence
-        self.last_seen[event.allocation_id] = self.service.clock.now_ns()
-        if event.kind is EventKind.HEARTBEAT and event.status is info.status:
-            return False
-        known[event.allocation_id] = msgspec.structs.replace(
-            info,
-            status=event.status,
-            exit_code=event.exit_code,
-            restarts=event.restarts,
-            detail=event.detail,
-            stdout_tail=event.stdout_tail or info.stdout_tail,
-            stderr_tail=event.stderr_tail or info.stderr_tail,
-        )
-        self.record = msgspec.structs.replace(
-            self.record, allocations=tuple(known[a.allocation_id] for a in self.record.allocations)
-        )
-        self.log.info("allocation", allocation=event.allocation_id, status=event.status.value)
-        return True
+            self._take(known)
 
     def on_liveness(self, entries: Sequence[Liveness], provider: str) -> None:
         """A provider's heartbeat names these allocations alive. One whose status the heartbeat
@@ -177,11 +171,15 @@ class DeploymentActor(Actor):
                     known[alive.allocation_id] = msgspec.structs.replace(info, status=alive.status)
                     changed = True
         if changed:
-            self.record = msgspec.structs.replace(
-                self.record,
-                allocations=tuple(known[a.allocation_id] for a in self.record.allocations),
-            )
-            self._wake()
+            self._take(known)
+
+    def _take(self, known: dict[str, AllocationInfo]) -> None:
+        """The record with the allocations as now known (same order), and the actor woken."""
+        self.record = msgspec.structs.replace(
+            self.record,
+            allocations=tuple(known[a.allocation_id] for a in self.record.allocations),
+        )
+        self._wake()
 
     def _wake(self) -> None:
         self.changed.set()
@@ -616,7 +614,7 @@ class DeploymentActor(Actor):
 
         Starts are one-way and idempotent: one still pending after a retry interval without
         news is sent its start again (a lost message delays it, never strands it)."""
-        new = {a.name: a for a in self.record.allocations if self.ensemble.node_of(a.name) in nodes}
+        new = {a.name for a in self.record.allocations if self.ensemble.node_of(a.name) in nodes}
         started: set[str] = set()
         deadline = self.record.deadline_ns
         clock = self.service.clock
@@ -640,9 +638,7 @@ class DeploymentActor(Actor):
                 )
             ]
             started.update(ready)
-            for info in self.record.allocations:
-                if info.name in ready and info.handle is not None:
-                    await self.start_one(info)
+            await self.start_pending(set(ready))
             if len(started) == len(new) and all(
                 self.status_of(name) is not AllocationStatus.PENDING for name in new
             ):
@@ -652,13 +648,17 @@ class DeploymentActor(Actor):
             before = self.record
             await self.wait_for_change(self.service.retry_interval_s)
             if self.record is before:  # nothing reported for a while: start the pending again
-                for info in self.record.allocations:
-                    if (
-                        info.name in started
-                        and info.status is AllocationStatus.PENDING
-                        and info.handle is not None
-                    ):
-                        await self.start_one(info)
+                await self.start_pending(started)
+
+    async def start_pending(self, names: set[str]) -> None:
+        """Send a start to every allocation of ``names`` still pending."""
+        for info in self.record.allocations:
+            if (
+                info.name in names
+                and info.status is AllocationStatus.PENDING
+                and info.handle is not None
+            ):
+                await self.start_one(info)
 
     async def start_one(self, info: AllocationInfo) -> None:
         """One-way: the allocation reports starting and running (or failing) in its events;
