@@ -113,9 +113,13 @@ def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response
 
 def build_app(backend: NodeBackend, *, token: str) -> Litestar:
     """The Litestar application for one node. ``token``: the bearer token of mutating routes."""
-    guards = [_token_guard(token)]
-    security: list[dict[str, list[str]]] = [{BEARER: []}]
     errors = {code: _response_spec(code) for code in ERROR_CODES}
+    changes: dict[str, Any] = {
+        "guards": [_token_guard(token)],
+        "security": [{BEARER: []}],
+        "responses": errors,
+    }
+    """What every route that changes something adds: the bearer token is required."""
     call = backend.call
 
     # -- node -----------------------------------------------------------------------------
@@ -145,9 +149,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["onboarding"],
         summary="Offer a share of this machine (again: change it)",
         status_code=HTTP_200_OK,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def onboard(data: JSONBody[OnboardForm]) -> OnboardStatus:
         request = OnboardRequest.parse(
@@ -165,9 +167,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["onboarding"],
         summary="Stop offering resources (force: stop running allocations first)",
         status_code=HTTP_200_OK,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def offboard(force: FromQuery[bool] = False) -> OffboardResult:
         return await call(names.OFFBOARD, OffboardRequest(force=force), OffboardResult)
@@ -221,9 +221,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["peers"],
         summary="Round trip to a peer",
         status_code=200,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def ping(data: JSONBody[PingRequest]) -> PingReply:
         return await backend.node.ping(data)
@@ -233,9 +231,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["peers"],
         summary="Dial a peer",
         status_code=200,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def connect(data: JSONBody[ConnectRequest]) -> ConnectReply:
         return await backend.node.connect(data)
@@ -247,9 +243,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["deployments"],
         summary="Deploy an ensemble",
         status_code=HTTP_201_CREATED,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def deploy(data: JSONBody[NewDeployment]) -> DeploymentSummary:
         if not 0 < data.timeout_ns <= MAX_NS:
@@ -288,9 +282,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["deployments"],
         summary="Forget finished deployments",
         status_code=HTTP_200_OK,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def prune(data: JSONBody[PruneForm]) -> PruneResult:
         request = PruneRequest(before_ns=data.before_ns)
@@ -386,9 +378,7 @@ def build_app(backend: NodeBackend, *, token: str) -> Litestar:
         tags=["deployments"],
         summary="Shut a deployment down",
         status_code=HTTP_200_OK,
-        guards=guards,
-        security=security,
-        responses=errors,
+        **changes,
     )
     async def cancel(deployment_id: DeploymentID, data: JSONBody[CancelForm]) -> DeploymentSummary:
         request = ShutdownRequest(deployment_id=deployment_id, reason=data.reason)
