@@ -265,32 +265,25 @@ class ProviderService:
     async def heartbeat_now(self) -> None:
         """One HEARTBEATS message to each orchestrator node with allocations here, naming
         every one of them (in chunks of ``MAX_HEARTBEATS``)."""
-        by_node: dict[tuple[str, str], list[Liveness]] = {}
-        handles: dict[tuple[str, str], Handle] = {}
+        by_root: dict[Handle, list[Liveness]] = {}
         for allocation in self._allocations.values():
             alive = allocation.liveness()
             if alive is None:
                 continue
             to = allocation.orchestrator
-            key = (to.address.host, to.did)
-            by_node.setdefault(key, []).append(alive)
-            handles.setdefault(
-                key,
-                Handle(
-                    id=to.id, did=to.did, address=Address(host=to.address.host, inbox=ROOT_INBOX)
-                ),
-            )
+            root_of_node = Handle(to.id, to.did, Address(to.address.host, ROOT_INBOX))
+            by_root.setdefault(root_of_node, []).append(alive)
         root = self._require_root()
         now = self.clock.now_ns()
-        for key, entries in by_node.items():
+        for to, entries in by_root.items():
             for start in range(0, len(entries), MAX_HEARTBEATS):
                 message = Heartbeats(
                     time_ns=now, allocations=tuple(entries[start : start + MAX_HEARTBEATS])
                 )
                 try:
-                    await root.send(handles[key], HEARTBEATS, message)
+                    await root.send(to, HEARTBEATS, message)
                 except DMSError as exc:
-                    self.log.debug("heartbeat not sent", orchestrator=key[1], error=str(exc))
+                    self.log.debug("heartbeat not sent", orchestrator=to.did, error=str(exc))
 
     async def _adverts(self) -> None:
         while True:
