@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -23,12 +24,15 @@ SIGNATURE_SIZE = 64
 class KeyPair:
     """An Ed25519 signing key. ``seed`` is private: only the keystore should read it."""
 
-    __slots__ = ("_did", "_public_key", "_signing_key")
+    __slots__ = ("_did", "_public_key", "_secret_key", "_signing_key")
 
     def __init__(self, signing_key: nacl.signing.SigningKey) -> None:
         self._signing_key = signing_key
         self._public_key: bytes = bytes(signing_key.verify_key)
         self._did = did_from_public_key(self._public_key)
+        # libsodium's 64-byte secret key: signing with it directly skips PyNaCl's wrapper
+        # objects (every envelope is signed; ~3 us of ~22 us)
+        _, self._secret_key = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))
 
     @classmethod
     def generate(cls) -> KeyPair:
@@ -55,7 +59,7 @@ class KeyPair:
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte detached signature of ``data``."""
-        return bytes(self._signing_key.sign(data).signature)
+        return nacl.bindings.crypto_sign(data, self._secret_key)[:SIGNATURE_SIZE]
 
     def __repr__(self) -> str:
         return f"KeyPair(did={self._did!r})"
