@@ -12,7 +12,7 @@ import trio.testing
 
 from dms.network.base import PeerUnreachable
 from dms.network.p2p.framing import FrameDecoder
-from dms.network.p2p.links import Link, backoff
+from dms.network.p2p.links import WRITE_TIMEOUT_S, Backlog, Link, backoff
 from tests.network.p2p_logs import log_to_current_stderr
 
 
@@ -128,33 +128,87 @@ class TestBatching:
 
 
 class TestHealthyLink:
-    """The first frame waits for its write; once the link works, send() returns when queued."""
+    """The first frame waits for its write; then an idle link writes from the sender's task."""
 
-    async def test_the_first_send_waits_for_its_write_and_later_ones_do_not(self) -> None:
+    async def test_the_first_send_waits_for_its_write_then_idle_sends_write_at_once(
+        self,
+    ) -> None:
         stream = FakeStream()
         link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
         async with running(link):
             assert not link.healthy
             await link.send(b"first")
             assert (link.healthy, stream.frames()) == (True, [b"first"])
+            await link.send(b"second")  # nothing queued, nothing being written: written here
+            assert (stream.frames(), link.queued) == ([b"first", b"second"], 0)
+
+    async def test_frames_sent_during_a_write_are_queued_and_follow_it_in_order(self) -> None:
+        stream = FakeStream()
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with running(link), trio.open_nursery() as nursery:
+            await link.send(b"first")
             stream.gate = trio.Event()
-            await link.send(b"second")
-            await link.send(b"third")
-            assert stream.frames() == [b"first"]  # queued or being written, not lost
+            nursery.start_soon(link.send, b"second")  # written from its task, held at the gate
+            await trio.testing.wait_all_tasks_blocked()
+            await link.send(b"third")  # a write is under way: queued, returns at once
+            await link.send(b"fourth")
+            assert stream.frames() == [b"first"]  # both wait for the write under way
             stream.gate.set()
             await trio.testing.wait_all_tasks_blocked()
-        assert stream.frames() == [b"first", b"second", b"third"]
+        assert stream.frames() == [b"first", b"second", b"third", b"fourth"]
+        assert len(stream.writes) == 3  # third and fourth left together
 
-    async def test_frames_sent_without_a_pause_leave_in_one_write(self) -> None:
+    async def test_replies_to_a_burst_of_received_frames_leave_in_one_write(self) -> None:
         stream = FakeStream()
-        link = Link(PEER, Opener(stream), buffer=64, batch_bytes=1 << 20)
+        backlog = Backlog()
+        link = Link(PEER, Opener(stream), buffer=64, batch_bytes=1 << 20, backlog=backlog)
         async with running(link):
             await link.send(b"hello")
+            backlog.frames = 20  # what read_frames does: 20 frames cut from one read
             for n in range(20):
-                await link.send(b"reply %d" % n)  # a handler answering a burst, no checkpoint
+                backlog.frames -= 1  # ... each handed to its handler, which answers at once
+                await link.send(b"reply %d" % n)
             await trio.testing.wait_all_tasks_blocked()
         assert len(stream.writes) == 2
         assert stream.frames()[1:] == [b"reply %d" % n for n in range(20)]
+
+    async def test_a_cancelled_sender_does_not_cut_its_frame(self) -> None:
+        stream = FakeStream()
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            stream.gate = trio.Event()
+            sender = trio.CancelScope()
+
+            async def send_second() -> None:
+                with sender:
+                    await link.send(b"second")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_second)
+                await trio.testing.wait_all_tasks_blocked()
+                sender.cancel()  # the sender is cancelled in the middle of its write
+                await trio.testing.wait_all_tasks_blocked()
+                assert stream.frames() == [b"first"]  # still writing: shielded
+                stream.gate.set()
+            await link.send(b"third")
+            assert link.healthy and not stream.was_reset  # the same stream goes on
+        assert stream.frames() == [b"first", b"second", b"third"]
+
+    async def test_a_write_that_hangs_is_given_up_and_the_frame_goes_on_a_new_stream(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        hung = FakeStream()
+        fresh = FakeStream()
+        link = Link(PEER, Opener(hung, fresh), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            hung.gate = trio.Event()  # never set: the peer stopped reading
+            start = trio.current_time()
+            await link.send(b"second")
+            assert trio.current_time() - start == pytest.approx(WRITE_TIMEOUT_S)
+        assert (hung.frames(), fresh.frames()) == ([b"first"], [b"second"])
+        assert hung.was_reset and link.healthy
 
 
 class TestBackpressure:
@@ -190,14 +244,27 @@ class TestFailures:
         assert stale.was_reset and opener.opened == 2
         assert (link.healthy, link.dropped) == (True, 0)
 
+    async def test_a_sender_whose_stream_broke_learns_the_peer_is_unreachable(self) -> None:
+        stream = FakeStream(fail_after_writes=1)
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            with pytest.raises(PeerUnreachable, match="connection refused"):
+                await link.send(b"second")  # broken stream, and no new one can be opened
+            assert not link.healthy
+        assert (stream.frames(), stream.was_reset) == ([b"first"], True)
+
     async def test_a_frame_lost_after_send_returned_is_counted_and_the_next_send_waits(
         self,
     ) -> None:
         stream = FakeStream(fail_after_writes=1)
-        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        backlog = Backlog()
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20, backlog=backlog)
         async with running(link):
             await link.send(b"first")  # no stream yet: waits for its write
+            backlog.frames = 1  # more received frames to answer: this one is only queued
             await link.send(b"second")  # healthy: returns once queued, then meets a broken stream
+            backlog.frames = 0
             await trio.testing.wait_all_tasks_blocked()
             assert (link.healthy, link.dropped) == (False, 1)
             with pytest.raises(PeerUnreachable, match="connection refused"):
@@ -259,7 +326,8 @@ class TestIdleLinks:
             nursery.start_soon(functools.partial(link.run, idle_s=600))
             await link.send(b"hello")
             await trio.sleep(599)
-            await link.send(b"still here")  # resets the idle clock
+            await link.send(b"still here")  # written from this task, not the writer's: still resets
+            # the writer's idle clock
             await trio.sleep(599)
             assert not link.closed
             await trio.sleep(2)

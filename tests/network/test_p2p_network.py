@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import multiaddr
 import pytest
 import trio
+from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from dms.network.base import FrameTooLarge, Network, NetworkClosed, PeerUnreachable
 from dms.network.p2p import (
@@ -142,6 +143,33 @@ class TestDirectFrames:
             for frame in frames:
                 await a.send(b.peer_id, frame)
             assert [f for _, f in await inbox.wait_for(40)] == frames
+
+    async def test_small_frames_one_at_a_time_cost_few_window_updates(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        updates: list[int] = []
+        send_window_update = YamuxStream.send_window_update
+
+        async def counted(stream: YamuxStream, increment: int, skip_lock: bool = False) -> None:
+            updates.append(increment)
+            await send_window_update(stream, increment, skip_lock)
+
+        monkeypatch.setattr(YamuxStream, "send_window_update", counted)
+        async with connected_pair() as (a, b):
+            inbox = Inbox()
+            b.on_receive(inbox)
+            frames = [os.urandom(700) for _ in range(600)]  # 420 KB: more than one window
+            for count, frame in enumerate(frames, 1):
+                await a.send(b.peer_id, frame)
+                await inbox.wait_for(count)  # one frame per read, as with requests and replies
+                if count == 1:
+                    updates.clear()  # from here on, only frames travel
+            assert [f for _, f in inbox.items] == frames
+        # py-libp2p alone sends one for about every second read (~300 here, each for a frame
+        # or two); ours go out once half the window (128 KiB) is read, and frames still flow
+        # past the first window
+        per_read = [increment for increment in updates if increment < 64 * 1024]
+        assert len(per_read) <= 3, per_read
 
     async def test_a_frame_to_itself_is_delivered_locally(self) -> None:
         async with network() as net:

@@ -16,7 +16,8 @@ one place, when a host is built:
 - the auto-connector (it dials any peerstore entry to keep ~150 connections) never dials: we
   decide whom to keep connected;
 - gossipsub queue sizes: see :func:`tune_pubsub`;
-- yamux window updates: one per read by default, batched here (see :func:`tune_yamux`);
+- yamux window updates: about one per read by default, batched here (see :func:`tune_yamux`
+  and :func:`batch_window_updates`);
 - listening: py-libp2p binds with SO_REUSEPORT, so a second node on a taken port starts happily
   and the kernel splits incoming connections between the two; :func:`check_listen_free`
   probes each fixed port first (without SO_REUSEPORT) and refuses a taken one;
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
@@ -46,7 +47,7 @@ from libp2p.network.swarm import Swarm
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
 from dms.network.p2p.errors import ListenFailed
 from dms.network.p2p.identity import check_seed
@@ -103,15 +104,42 @@ def check_listen_free(addresses: Sequence[str]) -> None:
 
 
 def tune_yamux() -> None:
-    """Send yamux window updates in batches, as go-yamux does, not after every read.
+    """Fewer yamux window updates on every stream of the host.
 
     py-libp2p's yamux sends a WINDOW_UPDATE frame after each read of a stream by default
     (``PY_YAMUX_RELEASE_ON_READ=1``): with small request/reply frames that is one extra frame,
-    Noise encryption and syscall per message in each direction. With it off, updates go out
-    when half the window has been consumed. The library reads the variable at each use; an
+    Noise encryption and syscall per message in each direction. With it off, that rule is gone,
+    but another one still sends about every second read (see :func:`batch_window_updates`,
+    which our own protocol's streams use). The library reads the variable at each use; an
     operator's own setting wins.
     """
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
+
+def batch_window_updates(stream: INetStream) -> None:
+    """Make a stream we read send yamux window updates only once half its window is used.
+
+    ``PY_YAMUX_RELEASE_ON_READ=0`` (:func:`tune_yamux`) is not enough: py-libp2p 0.8's window
+    logic also has a "partial slack" rule that sends an update whenever the window is not full
+    after a read. With small request/reply frames that is an update about every second read,
+    each a Noise-encrypted frame and a syscall (~70 us here) made *before* the read returns its
+    data, so on the path of every reply. go-yamux sends one when the unused credit reaches half
+    the window; this does the same for the streams of our own protocol (their reader calls it
+    once, on accepting the stream). Other protocols' streams keep the library's rule.
+    """
+    muxed = getattr(stream, "muxed_stream", None)
+    if not isinstance(muxed, YamuxStream):
+        return
+
+    async def update(*, bytes_read: int = 0) -> None:
+        buffered = len(muxed.conn.stream_buffers.get(muxed.stream_id, b""))
+        credit = muxed.target_recv_window - (muxed.recv_window + buffered)
+        if credit > 0 and credit >= muxed._grow_threshold():
+            muxed.recv_window += credit
+            await muxed.send_window_update(credit, skip_lock=True)
+
+    # the stream's read() calls this after taking data out of its buffer
+    muxed._auto_tune_and_send_window_update = update  # type: ignore[method-assign]
 
 
 def build_host(seed: bytes, settings: P2PSettings) -> IHost:

@@ -6,12 +6,22 @@ writes them as one buffer: one yamux frame, one Noise encryption, one syscall fo
 With 64 requests in flight that is ~0.05 socket writes per frame instead of one, and py-libp2p
 spends ~200 us of CPU per stream write here.
 
-``send()`` puts its frame in the queue, waiting only while the queue is full: backpressure
-reaches the caller and nothing grows without bound. While there is room it does not even yield,
-so a task answering a burst of requests queues all its replies before the writer runs, and
-they leave together. While the link is *healthy* (its last write succeeded) that is all; while
-it is not (no stream yet, or the last write failed) ``send()`` also waits for the write, so
-dial errors reach the caller as :class:`PeerUnreachable`.
+``send()`` on a *healthy* link (its last write succeeded) that is idle (nothing queued, no
+write under way, no received frame waiting to be handled, see below) writes the frame itself,
+from the sender's task: a request or reply on a quiet link leaves without waking the writer,
+one task switch less on each side of a round trip. That write is shielded from the sender's
+cancellation, so a cancelled sender never cuts a Noise frame in half, and bounded by
+``WRITE_TIMEOUT_S`` instead; a write that fails or times out resets the stream, and the frame
+goes through the writer like any other.
+
+Otherwise ``send()`` puts its frame in the queue, waiting only while the queue is full:
+backpressure reaches the caller and nothing grows without bound. While there is room it does
+not even yield. While frames cut from one read are still being handed to their handlers (the
+:class:`Backlog`), replies are queued rather than written one by one, so the replies to a burst
+of requests leave together. While the link is not healthy (no stream yet, or the last write
+failed) ``send()`` also waits for the write, so dial errors reach the caller as
+:class:`PeerUnreachable`. Frames leave in the order they were sent: a frame is written by its
+sender only when nothing sent before it is still waiting.
 
 A stream that fails is reset and dropped; the next batch opens a new one (dialling again if the
 connection is gone). A batch that fails on a stream that had worked is retried once on a fresh
@@ -28,6 +38,9 @@ fails, and the sender sees PeerUnreachable). It yields every ``DELIVERY_SLICE`` 
 replies to the first requests of a large burst are written while the rest are handled: without
 that, two nodes with many requests in flight work in lockstep, each idle while the other
 handles a whole batch.
+
+Links read and write the yamux stream under each libp2p stream (:func:`muxed`), and the reader
+batches its stream's window updates (``host.batch_window_updates``): see those for why.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from libp2p.abc import INetStream
@@ -42,9 +56,11 @@ from structlog.typing import FilteringBoundLogger
 
 from dms.log import get_logger
 from dms.network.base import FrameTooLarge, PeerID, PeerUnreachable
-from dms.network.p2p.framing import FrameDecoder, encode_many
+from dms.network.p2p.framing import HEADER, FrameDecoder, encode_many
 
 READ_SIZE = 256 * 1024
+WRITE_TIMEOUT_S = 10.0
+"""The longest a sender's inline write may take (yamux gives up after 5 s without window)."""
 DELIVERY_SLICE = 16
 
 OpenStream = Callable[[], Awaitable[INetStream]]
@@ -54,6 +70,20 @@ FrameSink = Callable[[PeerID, bytes], Awaitable[None]]
 def _log() -> FilteringBoundLogger:
     """A logger made at use, so that it follows the configuration set after import."""
     return get_logger(component="p2p.links")
+
+
+class Backlog:
+    """Frames received on this node's inbound streams and not yet delivered.
+
+    While there are some, the replies they will cause are on their way: links queue frames for
+    their writers instead of writing each at once, so that the replies to a burst leave in few
+    writes (see the module docstring).
+    """
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        self.frames = 0
 
 
 class _Pending:
@@ -71,7 +101,12 @@ class Link:
     """The outbound side of one peer: queue, writer, stream."""
 
     def __init__(
-        self, peer: PeerID, open_stream: OpenStream, buffer: int, batch_bytes: int
+        self,
+        peer: PeerID,
+        open_stream: OpenStream,
+        buffer: int,
+        batch_bytes: int,
+        backlog: Backlog | None = None,
     ) -> None:
         self.peer = peer
         self._open_stream = open_stream
@@ -83,21 +118,77 @@ class Link:
         self.writes = 0
         self.dropped = 0
         self._closed = False
+        self._backlog = backlog or Backlog()
+        self._unwritten = 0
+        """Frames handed to the writer and not yet written (queued or in its current batch)."""
+        self._writing = False
+        """A write is under way, the writer's or a sender's inline one."""
+        self._writer_waits: trio.Event | None = None
+        self._last_write = trio.current_time()
 
     async def send(self, frame: bytes) -> None:
-        """Queue a frame (already checked against the maximum); see the module docstring."""
+        """Send a frame (already checked against the maximum); see the module docstring."""
+        if self._idle() and await self._write_inline(frame):
+            return
         pending = _Pending(frame, waited=not self.healthy)
+        self._unwritten += 1  # before the frame can reach the writer, which counts it off
         try:
             try:
                 self._send_channel.send_nowait(pending)  # room: no checkpoint (see above)
             except trio.WouldBlock:
                 await self._send_channel.send(pending)  # full: wait (backpressure)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise PeerUnreachable(self.peer, "the network is stopping") from None
+        except BaseException as exc:
+            self._unwritten -= 1  # not queued
+            if isinstance(exc, trio.ClosedResourceError | trio.BrokenResourceError):
+                raise PeerUnreachable(self.peer, "the network is stopping") from None
+            raise
         if pending.done is not None:
             await pending.done.wait()
             if pending.error is not None:
                 raise pending.error
+
+    def _idle(self) -> bool:
+        """A frame sent now may be written from the sender's task (see the module docstring)."""
+        return (
+            self.healthy
+            and self._stream is not None
+            and self._unwritten == 0
+            and not self._writing
+            and not self._closed
+            and self._backlog.frames == 0
+        )
+
+    async def _write_inline(self, frame: bytes) -> bool:
+        """Write one frame from the sender's task; False if the stream failed (it is dropped).
+
+        Shielded, so that a cancelled sender cannot cut a frame in half, and bounded by
+        ``WRITE_TIMEOUT_S`` instead. A failed or timed-out write leaves the stream in an unknown
+        state: it is reset and the frame goes through the writer, which opens a new one.
+        """
+        stream = self._stream
+        assert stream is not None  # send() checked
+        self._writing = True
+        try:
+            deadline = trio.current_time() + WRITE_TIMEOUT_S
+            with trio.CancelScope(deadline=deadline, shield=True) as scope:
+                await muxed(stream).write(HEADER.pack(len(frame)) + frame)
+            failed = scope.cancelled_caught
+        except Exception as exc:  # libp2p raises many unrelated types; all mean "broken"
+            _log().debug("stale stream, retrying on a new one", peer=self.peer, error=str(exc))
+            failed = True
+        finally:
+            self._writing = False
+            self._last_write = trio.current_time()
+            if self._writer_waits is not None:
+                self._writer_waits.set()
+        if failed:
+            self.healthy = False
+            if self._stream is stream:
+                with trio.CancelScope(shield=True):
+                    await self._discard_stream()
+            return False
+        self.writes += 1
+        return True
 
     @property
     def closed(self) -> bool:
@@ -114,10 +205,15 @@ class Link:
         batch: list[_Pending] = []
         try:
             while True:
-                with trio.move_on_after(idle_s):
+                with trio.move_on_at(self._last_write + idle_s):
                     first = await receive.receive()
                     batch = [first]
                 if not batch:
+                    if self._writing:  # a sender's inline write: look again once it is done
+                        await self._wait_inline_write()
+                        continue
+                    if trio.current_time() < self._last_write + idle_s:
+                        continue  # frames written inline meanwhile: not idle
                     return  # idle: nothing queued (a queued frame would have been received)
                 size = len(first.frame)
                 while size < self._batch_bytes:
@@ -127,7 +223,15 @@ class Link:
                         break
                     batch.append(item)
                     size += len(item.frame)
-                error = await self._write(encode_many([p.frame for p in batch]))
+                while self._writing:  # a sender's inline write: it goes first
+                    await self._wait_inline_write()
+                self._writing = True
+                try:
+                    error = await self._write(encode_many([p.frame for p in batch]))
+                finally:
+                    self._writing = False
+                    self._unwritten -= len(batch)
+                    self._last_write = trio.current_time()
                 self.healthy = error is None
                 for pending in batch:
                     if pending.done is not None:
@@ -154,13 +258,18 @@ class Link:
             with trio.CancelScope(shield=True):
                 await self._discard_stream()
 
+    async def _wait_inline_write(self) -> None:
+        self._writer_waits = trio.Event()
+        await self._writer_waits.wait()
+        self._writer_waits = None
+
     async def _write(self, data: bytes) -> PeerUnreachable | None:
         for _attempt in range(2):
             had_stream = self._stream is not None
             try:
                 if self._stream is None:
                     self._stream = await self._open_stream()
-                await self._stream.write(data)
+                await muxed(self._stream).write(data)
             except PeerUnreachable as exc:
                 return exc
             except Exception as exc:  # libp2p raises many unrelated types; all mean "broken"
@@ -192,22 +301,43 @@ async def read_frames(
     stream: INetStream,
     max_frame: int,
     sink: FrameSink,
+    backlog: Backlog | None = None,
 ) -> None:
     """Deliver a peer's frames in order until the stream ends; FrameTooLarge propagates."""
     decoder = FrameDecoder(max_frame)
+    backlog = backlog or Backlog()
+    reader = muxed(stream)
     while True:
         try:
-            data = await stream.read(READ_SIZE)
+            data = await reader.read(READ_SIZE)
         except EOFError:
             break
         if not data:
             break
-        for index, frame in enumerate(decoder.feed(data), 1):
-            await sink(peer, frame)
-            if index % DELIVERY_SLICE == 0:
-                await trio.lowlevel.checkpoint()  # let the writers send what is answered
+        frames = decoder.feed(data)
+        waiting = len(frames)
+        backlog.frames += waiting
+        try:
+            for index, frame in enumerate(frames, 1):
+                waiting -= 1
+                backlog.frames -= 1
+                await sink(peer, frame)
+                if index % DELIVERY_SLICE == 0:
+                    await trio.lowlevel.checkpoint()  # let the writers send what is answered
+        finally:
+            backlog.frames -= waiting
     if decoder.pending:
         _log().warning("stream ended inside a frame", peer=peer, pending_bytes=decoder.pending)
+
+
+def muxed(stream: INetStream) -> Any:
+    """The yamux stream under a libp2p stream (the stream itself if it has none).
+
+    Links read and write it directly: ``NetStream`` takes a trio lock around a state check on
+    every read and write, one scheduler pass each, and a link's stream is used by its link alone
+    and reset on any error, so the check adds nothing.
+    """
+    return getattr(stream, "muxed_stream", stream)
 
 
 def backoff(attempt: int, minimum_s: float, maximum_s: float) -> float:
@@ -215,4 +345,4 @@ def backoff(attempt: int, minimum_s: float, maximum_s: float) -> float:
     return min(maximum_s, minimum_s * math.pow(2, min(attempt, 32)))
 
 
-__all__ = ["FrameTooLarge", "Link", "backoff", "read_frames"]
+__all__ = ["Backlog", "FrameTooLarge", "Link", "backoff", "read_frames"]

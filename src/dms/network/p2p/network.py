@@ -45,6 +45,7 @@ from dms.network.p2p.errors import InvalidPeerID, ListenFailed
 from dms.network.p2p.gossip import Gossip
 from dms.network.p2p.host import (
     addresses_without_peer,
+    batch_window_updates,
     build_host,
     check_listen_free,
     listen_addresses,
@@ -55,7 +56,7 @@ from dms.network.p2p.identity import (
     peer_id_from_seed,
     public_key_from_peer_id,
 )
-from dms.network.p2p.links import Link, read_frames
+from dms.network.p2p.links import Backlog, Link, read_frames
 from dms.network.p2p.settings import P2PSettings, check_peer_address
 
 PROTOCOL_ID = TProtocol("/dms/actor/1.0.0")
@@ -74,6 +75,7 @@ class P2PNetwork:
         self._state = NetworkState.NEW
         self._handler: ReceiveHandler | None = None
         self._links: dict[PeerID, Link] = {}
+        self._backlog = Backlog()
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
         self._host: IHost | None = None
@@ -206,6 +208,7 @@ class P2PNetwork:
                 lambda: self._open_stream(peer),
                 self._settings.send_buffer,
                 self._settings.write_batch_bytes,
+                self._backlog,
             )
             self._links[peer] = link
             running.nursery.start_soon(self._run_link, link)
@@ -232,8 +235,9 @@ class P2PNetwork:
 
     async def _on_stream(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id.to_base58()
+        batch_window_updates(stream)
         try:
-            await read_frames(peer, stream, self._settings.max_frame, self._deliver)
+            await read_frames(peer, stream, self._settings.max_frame, self._deliver, self._backlog)
         except FrameTooLarge as exc:
             await self._drop(peer, stream, f"sent a frame of {exc.size} bytes (max {exc.limit})")
         except Exception as exc:  # a reset or broken connection ends this stream only
