@@ -21,6 +21,7 @@ from dms.actor import (
     RemoteError,
     behavior,
 )
+from dms.actor.handle import Address, Handle
 from dms.network import PeerUnreachable
 from dms.network.memory import Fabric, LinkSpec
 from dms.security import KeyPair, TrustContext
@@ -123,6 +124,34 @@ class TestRemoteInvoke:
                 await a.invoke(echo, "/test/echo", Ping(1), Pong, timeout_s=3)
             assert trio.current_time() - start == pytest.approx(3)
             assert a.statistics().pending_invokes == 0
+
+    async def test_an_invoke_waiting_for_room_on_a_full_link_times_out_at_its_deadline(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        fabric = Fabric(link_capacity=1)
+        key = KeyPair.generate()
+        stuck = anyio.Event()
+        async with (
+            system(fabric, "a", trust=TrustContext(local_did="", roots=[key.did])) as a,
+            fabric.network("b") as b,  # a node whose receiver hangs on the first frame
+        ):
+
+            async def hang(_peer: str, _frame: bytes) -> None:
+                await stuck.wait()
+
+            b.on_receive(hang)
+            target = Handle(key.public_key.hex(), key.did, Address("b", "echo"))
+            for sent in range(2):  # one frame in the hung receiver, one fills the link
+                assert a.network.ready("b"), sent
+                with pytest.raises(InvokeTimeout):
+                    await a.invoke(target, "/test/echo", Ping(sent), Pong, timeout_s=1)
+            assert not a.network.ready("b")
+            start = trio.current_time()
+            with trio.fail_after(60), pytest.raises(InvokeTimeout):
+                await a.invoke(target, "/test/echo", Ping(3), Pong, timeout_s=2)
+            assert trio.current_time() - start == pytest.approx(2)  # not stuck in send()
+            assert a.statistics().pending_invokes == 0
+            stuck.set()
 
     async def test_a_partitioned_peer_is_unreachable(self) -> None:
         fabric = Fabric()

@@ -230,11 +230,13 @@ class TestBackpressure:
                     await flood.send("b", str(i).encode())
                 blocked.set()
 
+            assert flood.ready("b") and not flood.ready("nobody")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(flooder)
                 await anyio.wait_all_tasks_blocked()
                 # One frame is in the handler, two fill the link, the fourth waits.
                 assert not blocked.is_set()
+                assert not flood.ready("b") and quiet.ready("b")  # a full link is not ready
                 await quiet.send("b", b"q")
                 release.set()
             await anyio.wait_all_tasks_blocked()

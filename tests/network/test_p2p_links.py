@@ -32,6 +32,7 @@ class FakeStream:
         self.gate: trio.Event | None = None
         self.fail_after_writes = fail_after_writes
         self.was_reset = False
+        self.send_window = 1 << 30  # the peer's yamux credit, in bytes
 
     async def write(self, data: bytes) -> None:
         if self.gate is not None:
@@ -172,6 +173,32 @@ class TestHealthyLink:
         assert len(stream.writes) == 2
         assert stream.frames()[1:] == [b"reply %d" % n for n in range(20)]
 
+    async def test_a_frame_the_peers_window_cannot_take_is_left_to_the_writer(self) -> None:
+        stream = FakeStream()
+        link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            stream.gate = trio.Event()
+            stream.send_window = 100  # the peer has read little: 100 bytes of credit left
+            await link.send(b"x" * 200)  # would wait for window: queued, returns at once
+            assert stream.frames() == [b"first"]
+            stream.gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert stream.frames() == [b"first", b"x" * 200]
+            stream.gate = trio.Event()
+            returned: list[bytes] = []
+
+            async def send(frame: bytes) -> None:
+                await link.send(frame)
+                returned.append(frame)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send, b"y" * 50)  # fits: written from its own task ...
+                await trio.testing.wait_all_tasks_blocked()
+                assert returned == []  # ... so it waits for its write, held at the gate
+                stream.gate.set()
+        assert (returned, stream.frames()[-1]) == ([b"y" * 50], b"y" * 50)
+
     async def test_a_cancelled_sender_does_not_cut_its_frame(self) -> None:
         stream = FakeStream()
         link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
@@ -222,7 +249,7 @@ class TestBackpressure:
         async with running(link), trio.open_nursery() as nursery:
             await Senders().start(link, frames, nursery)
             # one frame is in the writer's hands, two wait in the queue, seven wait in send()
-            assert link.queued == 2
+            assert link.queued == 2 and not link.has_room
             assert stream.writes == []
             stream.gate.set()
         assert stream.frames() == frames

@@ -171,6 +171,15 @@ class TestDirectFrames:
         per_read = [increment for increment in updates if increment < 64 * 1024]
         assert len(per_read) <= 3, per_read
 
+    async def test_a_peer_is_ready_once_a_frame_to_it_was_written(self) -> None:
+        async with connected_pair() as (a, b):
+            inbox = Inbox()
+            b.on_receive(inbox)
+            assert not a.ready(b.peer_id)  # no stream yet: a send would wait for it
+            await a.send(b.peer_id, b"hello")
+            assert a.ready(b.peer_id)
+            await inbox.wait_for(1)
+
     async def test_a_frame_to_itself_is_delivered_locally(self) -> None:
         async with network() as net:
             inbox = Inbox()

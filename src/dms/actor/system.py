@@ -533,11 +533,25 @@ class ActorSystem:
                     await target.deliver(envelope, message, slot, admitted)
                     await slot.wait()
         else:
+            host = to.address.host
+            frame = seal(envelope, cell.keypair)
             self._pending[nonce] = slot
             try:
-                with anyio.move_on_after(timeout):
-                    await self._send_frame(to.address.host, seal(envelope, cell.keypair))
-                    await slot.wait()
+                if host != self.peer_id and self.network.ready(host):
+                    # The send will not wait: only the reply is waited for, under the shared
+                    # timer (a cancel scope per invoke costs more than the rest of it).
+                    self._deadlines.add(
+                        slot, timeout, functools.partial(InvokeTimeout, behavior, str(to), timeout)
+                    )
+                    try:
+                        await self.network.send(host, frame)
+                        await slot.wait()
+                    finally:
+                        self._deadlines.discard(slot, timeout)
+                else:
+                    with anyio.move_on_after(timeout):
+                        await self._send_frame(host, frame)
+                        await slot.wait()
             finally:
                 self._pending.pop(nonce, None)
         if not slot.done:

@@ -107,6 +107,13 @@ class Network(Protocol):
         """
         ...
 
+    def ready(self, peer: PeerID) -> bool:
+        """Whether ``send()`` to ``peer`` would return now, without waiting for room or a dial.
+
+        A hint for callers that bound their own waiting: ``False`` is always a safe answer.
+        """
+        ...
+
     def on_receive(self, handler: ReceiveHandler) -> None:
         """Set the handler for direct frames (one per network)."""
         ...

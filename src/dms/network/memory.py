@@ -312,6 +312,13 @@ class MemoryNetwork:
         link.last_at = at
         target._enqueue(at, self._peer_id, _DIRECT, frame)
 
+    def ready(self, peer: PeerID) -> bool:
+        target = self._fabric._nodes.get(peer)
+        if self.state is not NetworkState.RUNNING or target is None:
+            return False
+        link = target._links.get(self._peer_id)
+        return link is None or link.inflight < self._fabric.link_capacity
+
     def _target(self, peer: PeerID, counters: _Counters) -> MemoryNetwork:
         target = self._fabric._nodes.get(peer)
         if target is None or target.state is not NetworkState.RUNNING:

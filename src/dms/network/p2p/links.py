@@ -7,7 +7,8 @@ With 64 requests in flight that is ~0.05 socket writes per frame instead of one,
 spends ~200 us of CPU per stream write here.
 
 ``send()`` on a *healthy* link (its last write succeeded) that is idle (nothing queued, no
-write under way, no received frame waiting to be handled, see below) writes the frame itself,
+write under way, no received frame waiting to be handled, see below, and room for the frame in
+the peer's yamux window) writes the frame itself,
 from the sender's task: a request or reply on a quiet link leaves without waking the writer,
 one task switch less on each side of a round trip. That write is shielded from the sender's
 cancellation, so a cancelled sender never cuts a Noise frame in half, and bounded by
@@ -56,7 +57,7 @@ from structlog.typing import FilteringBoundLogger
 
 from dms.log import get_logger
 from dms.network.base import FrameTooLarge, PeerID, PeerUnreachable
-from dms.network.p2p.framing import HEADER, FrameDecoder, encode_many
+from dms.network.p2p.framing import HEADER, HEADER_SIZE, FrameDecoder, encode_many
 
 READ_SIZE = 256 * 1024
 WRITE_TIMEOUT_S = 10.0
@@ -128,7 +129,7 @@ class Link:
 
     async def send(self, frame: bytes) -> None:
         """Send a frame (already checked against the maximum); see the module docstring."""
-        if self._idle() and await self._write_inline(frame):
+        if self._idle(len(frame)) and await self._write_inline(frame):
             return
         pending = _Pending(frame, waited=not self.healthy)
         self._unwritten += 1  # before the frame can reach the writer, which counts it off
@@ -147,8 +148,12 @@ class Link:
             if pending.error is not None:
                 raise pending.error
 
-    def _idle(self) -> bool:
-        """A frame sent now may be written from the sender's task (see the module docstring)."""
+    def _idle(self, size: int) -> bool:
+        """A frame of ``size`` bytes sent now may be written from the sender's task.
+
+        Only if the peer's yamux window takes it whole: waiting for window (a peer that does not
+        read) must not happen in a shielded write, so such a frame goes through the writer.
+        """
         return (
             self.healthy
             and self._stream is not None
@@ -156,6 +161,7 @@ class Link:
             and not self._writing
             and not self._closed
             and self._backlog.frames == 0
+            and getattr(muxed(self._stream), "send_window", size) >= size + HEADER_SIZE
         )
 
     async def _write_inline(self, frame: bytes) -> bool:
@@ -294,6 +300,12 @@ class Link:
     @property
     def queued(self) -> int:
         return self._send_channel.statistics().current_buffer_used
+
+    @property
+    def has_room(self) -> bool:
+        """A frame sent now is written or queued without waiting for room."""
+        stats = self._send_channel.statistics()
+        return stats.current_buffer_used < stats.max_buffer_size
 
 
 async def read_frames(

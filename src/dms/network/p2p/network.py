@@ -191,6 +191,18 @@ class P2PNetwork:
         except InvalidPeerID:
             return None
 
+    def ready(self, peer: PeerID) -> bool:
+        """A link to ``peer`` works and has room (a frame may still be written at once, shielded
+        from cancellation and bounded by ``links.WRITE_TIMEOUT_S``: see :mod:`.links`)."""
+        link = self._links.get(peer)
+        return (
+            self._state is NetworkState.RUNNING
+            and link is not None
+            and not link.closed
+            and link.healthy
+            and link.has_room
+        )
+
     async def send(self, peer: PeerID, frame: bytes) -> None:
         if self._state is not NetworkState.RUNNING:
             self._running()  # raises NetworkClosed
