@@ -4,6 +4,9 @@ Workloads (a second process answers; 200-byte messages):
 
 - raw stream: a bare libp2p stream (Noise, yamux) with an echo handler; one write per message.
   The baseline.
+- raw stream, tuned: the same, given the two tunings our links use on their streams (reads and
+  writes on the yamux stream itself, window updates once half the window is used). Not a goal;
+  it shows how much of the gap to the raw stream is the actor layer's own work.
 - frames: ``P2PNetwork.send`` to a node that sends each frame back (the ``Network`` protocol:
   one long-lived stream each way, coalesced writes).
 - invoke: ``ActorSystem.invoke`` of an echo behavior on the other node: signed envelopes both
@@ -38,6 +41,7 @@ import msgspec
 import trio
 
 RAW_PROTOCOL = "/dms/bench/echo/1.0.0"
+TUNED_PROTOCOL = "/dms/bench/echo-tuned/1.0.0"
 MESSAGE = b"x" * 200
 IN_FLIGHT = 64
 ECHO_INBOX = "echo"
@@ -74,6 +78,8 @@ def serve(trusted_did: str) -> None:
     from dms.actor import Actor, ActorSystem, Envelope, Rate, RateLimitPolicy, behavior
     from dms.log import configure
     from dms.network.p2p import P2PNetwork, P2PSettings
+    from dms.network.p2p.host import batch_window_updates
+    from dms.network.p2p.links import muxed
     from dms.security import KeyPair, TrustContext
 
     class Echo(Actor):
@@ -91,6 +97,10 @@ def serve(trusted_did: str) -> None:
         except Exception:  # the client closed the stream: the measurement is over
             return
 
+    async def tuned_echo(stream: Any) -> None:
+        batch_window_updates(stream)
+        await raw_echo(muxed(stream))
+
     async def main() -> None:
         key = KeyPair.generate()
         network = P2PNetwork(key.seed, P2PSettings(listen=("/ip4/127.0.0.1/tcp/0",)))
@@ -99,6 +109,7 @@ def serve(trusted_did: str) -> None:
         async with ActorSystem(key, network, trust=trust, rate_limits=unlimited) as system:
             await system.spawn(Echo, ECHO_INBOX)
             network.host.set_stream_handler(RAW_PROTOCOL, raw_echo)  # type: ignore[arg-type]
+            network.host.set_stream_handler(TUNED_PROTOCOL, tuned_echo)  # type: ignore[arg-type]
             served = Served(network.addresses()[0], network.peer_id, key.did, key.public_key.hex())
             out.write(msgspec.json.encode(served) + b"\n")
             out.flush()
@@ -156,9 +167,18 @@ async def rate(count: int, body: Callable[[int], Awaitable[None]], callers: int)
     return per_caller * callers / (time.perf_counter() - start)
 
 
-async def raw_stream(host: Any, peer: Any, count: int, in_flight: int) -> float:
+async def raw_stream(
+    host: Any, peer: Any, count: int, in_flight: int, *, tuned: bool = False
+) -> float:
     """Echo round trips on one bare libp2p stream, one write per message."""
-    stream = await host.new_stream(peer, [RAW_PROTOCOL])
+    from dms.network.p2p.host import batch_window_updates
+    from dms.network.p2p.links import muxed
+
+    opened = await host.new_stream(peer, [TUNED_PROTOCOL if tuned else RAW_PROTOCOL])
+    stream = opened
+    if tuned:
+        batch_window_updates(opened)
+        stream = muxed(opened)
     size = len(MESSAGE)
     window = trio.Semaphore(in_flight)
     finished = trio.Event()
@@ -181,7 +201,7 @@ async def raw_stream(host: Any, peer: Any, count: int, in_flight: int) -> float:
             await stream.write(MESSAGE)
         await finished.wait()
     elapsed = time.perf_counter() - start
-    await stream.close()
+    await opened.close()
     return count / elapsed
 
 
@@ -253,6 +273,14 @@ async def point_to_point(count: int, repeat: int) -> dict[str, float]:
                     keep(
                         "raw_stream_64_per_s",
                         await raw_stream(network.host, server_peer, count, IN_FLIGHT),
+                    )
+                    keep(
+                        "raw_tuned_sequential_per_s",
+                        await raw_stream(network.host, server_peer, count, 1, tuned=True),
+                    )
+                    keep(
+                        "raw_tuned_64_per_s",
+                        await raw_stream(network.host, server_peer, count, IN_FLIGHT, tuned=True),
                     )
                     keep("frames_sequential_per_s", await rate(count, echo.round_trip, 1))
                     keep("frames_64_per_s", await rate(count, echo.round_trip, IN_FLIGHT))
@@ -374,6 +402,9 @@ def report(results: dict[str, float], as_json: bool) -> None:
     results["frames_64_vs_raw_ratio"] = results["frames_64_per_s"] / raw_64
     results["invoke_sequential_vs_raw_ratio"] = results["invoke_sequential_per_s"] / raw_seq
     results["invoke_64_vs_raw_ratio"] = results["invoke_64_per_s"] / raw_64
+    results["invoke_sequential_vs_raw_tuned_ratio"] = (
+        results["invoke_sequential_per_s"] / results["raw_tuned_sequential_per_s"]
+    )
     if as_json:
         print(json.dumps({k: round(v, 3) for k, v in results.items()}))
         return
@@ -387,18 +418,27 @@ def report(results: dict[str, float], as_json: bool) -> None:
     table.add_column("vs raw (seq / 64)", justify="right")
     for name, key in (
         ("raw libp2p stream", "raw_stream"),
+        ("raw stream, tuned like our links", "raw_tuned"),
         ("P2PNetwork frames", "frames"),
         ("signed invoke", "invoke"),
     ):
         seq, par = results[f"{key}_sequential_per_s"], results[f"{key}_64_per_s"]
-        ratio = (
-            "baseline"
-            if key == "raw_stream"
-            else f"{results[f'{key}_sequential_vs_raw_ratio']:.2f}x / {results[f'{key}_64_vs_raw_ratio']:.2f}x"
-        )
+        if key == "raw_stream":
+            ratio = "baseline"
+        elif key == "raw_tuned":
+            ratio = f"{seq / raw_seq:.2f}x / {par / raw_64:.2f}x"
+        else:
+            ratio = (
+                f"{results[f'{key}_sequential_vs_raw_ratio']:.2f}x / "
+                f"{results[f'{key}_64_vs_raw_ratio']:.2f}x"
+            )
         table.add_row(name, f"{seq:,.0f}/s", f"{par:,.0f}/s", ratio)
     console = Console()
     console.print(table)
+    console.print(
+        "signed invoke against the tuned raw stream, sequential: "
+        f"{results['invoke_sequential_vs_raw_tuned_ratio']:.2f}x"
+    )
     console.print(
         f"broadcast to {NODES - 1} nodes: p50 {results['broadcast_p50_ms']:.1f} ms, "
         f"p95 {results['broadcast_p95_ms']:.1f} ms, max {results['broadcast_max_ms']:.1f} ms, "

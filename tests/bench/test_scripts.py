@@ -56,3 +56,13 @@ class TestScripts:
         assert figures["over_allocated_providers"] == 0
         assert figures["running_on_providers"] == figures["running_in_orchestrators"] == 60
         assert figures["frames_per_allocation"] > 0
+
+    def test_network_measures_every_workload_against_the_raw_stream(self) -> None:
+        figures = run("network.py", "--count", "128", "--repeat", "1", "--broadcasts", "5")
+        for workload in ("raw_stream", "raw_tuned", "frames", "invoke"):
+            assert figures[f"{workload}_sequential_per_s"] > 0
+            assert figures[f"{workload}_64_per_s"] > 0
+        assert figures["invoke_sequential_vs_raw_ratio"] > 0
+        assert figures["invoke_sequential_vs_raw_tuned_ratio"] > 0
+        assert figures["broadcast_delivered_ratio"] > 0
+        assert figures["dial_dms_ms"] > 0
