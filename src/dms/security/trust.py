@@ -422,7 +422,7 @@ class TrustContext:
         ``subject`` keeps only tokens granted to that DID (the sender of the message).
         """
         action = _action(action)
-        if capability.startswith(PUBLIC_PREFIX):
+        if not self._provide or capability.startswith(PUBLIC_PREFIX):
             return ()
         found: list[Token] = []
         for token in self._provide.values():
