@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from dms.network.base import PeerUnreachable
 from dms.network.p2p.framing import FrameDecoder
@@ -236,6 +238,66 @@ class TestHealthyLink:
             assert trio.current_time() - start == pytest.approx(WRITE_TIMEOUT_S)
         assert (hung.frames(), fresh.frames()) == ([b"first"], [b"second"])
         assert hung.was_reset and link.healthy
+
+
+OPERATIONS = st.sampled_from(
+    ["send", "send", "send", "burst", "drain", "hold", "release", "tick", "settle"]
+)
+
+
+class TestOrder:
+    """Whatever mix of written-at-once, queued and waiting sends: frames leave as sent, all."""
+
+    @given(st.lists(OPERATIONS, max_size=40))
+    @example(  # a frame queued behind a write must not be overtaken once that write ends
+        ["hold", "send", "settle", "send", "settle", "release", "send", "tick", "settle"]
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_frames_leave_in_the_order_their_senders_called_send(
+        self, operations: list[str]
+    ) -> None:
+        trio.run(self._scenario, operations)
+
+    @staticmethod
+    async def _scenario(operations: list[str]) -> None:
+        stream = FakeStream()
+        backlog = Backlog()
+        link = Link(PEER, Opener(stream), buffer=2, batch_bytes=32, backlog=backlog)
+        called: list[bytes] = []
+
+        async def send(frame: bytes) -> None:
+            called.append(frame)  # the order send() was called in
+            await link.send(frame)
+
+        def release() -> None:
+            if stream.gate is not None:
+                stream.gate.set()
+                stream.gate = None
+
+        async with trio.open_nursery() as writer:
+            writer.start_soon(link.run)
+            await send(b"first")
+            async with trio.open_nursery() as senders:
+                for n, operation in enumerate(operations):
+                    if operation == "send":
+                        senders.start_soon(send, b"frame %d" % n)
+                    elif operation == "burst":  # frames received and not yet handled
+                        backlog.frames += 1
+                    elif operation == "drain":
+                        backlog.frames = max(0, backlog.frames - 1)
+                    elif operation == "hold" and stream.gate is None:  # writes stall
+                        stream.gate = trio.Event()
+                    elif operation == "release":
+                        release()
+                    elif operation == "tick":  # let the tasks that can run, run once
+                        await trio.lowlevel.checkpoint()
+                    elif operation == "settle":  # until every task waits
+                        await trio.testing.wait_all_tasks_blocked()
+                release()
+            await trio.testing.wait_all_tasks_blocked()
+            writer.cancel_scope.cancel()
+        assert stream.frames() == called
+        assert (link.dropped, stream.was_reset) == (0, True)  # reset only when the link stopped
 
 
 class TestBackpressure:
