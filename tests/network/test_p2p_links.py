@@ -51,15 +51,26 @@ class FakeStream:
         return [f for chunk in self.writes for f in decoder.feed(chunk)]
 
 
+class FakeConnection:
+    """The connection under a stream: records being closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
 class Opener:
     """Hands out the given streams in order; raises PeerUnreachable when out of them."""
 
     def __init__(self, *streams: FakeStream) -> None:
         self.streams = list(streams)
         self.opened = 0
+        self.delay = 0.0  # seconds each open takes
 
     async def __call__(self) -> FakeStream:
-        await trio.lowlevel.checkpoint()
+        await trio.sleep(self.delay)
         if not self.streams:
             raise PeerUnreachable(PEER, "connection refused")
         self.opened += 1
@@ -228,20 +239,39 @@ class TestHealthyLink:
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
         hung = FakeStream()
+        hung.muxed_conn = FakeConnection()  # type: ignore[attr-defined]
         fresh = FakeStream()
         link = Link(PEER, Opener(hung, fresh), buffer=4, batch_bytes=1 << 20)
         async with running(link):
             await link.send(b"first")
-            hung.gate = trio.Event()  # never set: the peer stopped reading
+            hung.gate = trio.Event()  # never set: the connection stalled
             start = trio.current_time()
             await link.send(b"second")
             assert trio.current_time() - start == pytest.approx(WRITE_TIMEOUT_S)
-        assert (hung.frames(), fresh.frames()) == ([b"first"], [b"second"])
-        assert hung.was_reset and link.healthy
+            await trio.testing.wait_all_tasks_blocked()  # the writer retries it
+            assert (hung.frames(), fresh.frames()) == ([b"first"], [b"second"])
+            # part of a Noise message may be on the wire: the whole connection goes
+            assert hung.muxed_conn.closed and link.healthy  # type: ignore[attr-defined]
+
+    async def test_a_sender_whose_write_failed_does_not_wait_for_the_redial(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        stale = FakeStream(fail_after_writes=1)
+        fresh = FakeStream()
+        opener = Opener(stale, fresh)
+        link = Link(PEER, opener, buffer=4, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            opener.delay = 30.0  # the next stream takes 30 s to open
+            start = trio.current_time()
+            await link.send(b"second")  # breaks; the writer redials
+            assert trio.current_time() - start == 0  # its sender (an invoke, say) goes on
+            await trio.sleep(31)
+            assert fresh.frames() == [b"second"]
 
 
 OPERATIONS = st.sampled_from(
-    ["send", "send", "send", "burst", "drain", "hold", "release", "tick", "settle"]
+    ["send", "send", "send", "burst", "drain", "hold", "release", "break", "tick", "settle"]
 )
 
 
@@ -260,19 +290,32 @@ class TestOrder:
 
     @staticmethod
     async def _scenario(operations: list[str]) -> None:
-        stream = FakeStream()
+        streams = [FakeStream() for _ in range(len(operations) + 1)]
+        opener = Opener(*streams)
         backlog = Backlog()
-        link = Link(PEER, Opener(stream), buffer=2, batch_bytes=32, backlog=backlog)
+        link = Link(PEER, opener, buffer=2, batch_bytes=32, backlog=backlog)
         called: list[bytes] = []
+        gate: trio.Event | None = None  # while set, writes on every stream stall
+
+        refused: list[bytes] = []
 
         async def send(frame: bytes) -> None:
             called.append(frame)  # the order send() was called in
-            await link.send(frame)
+            try:
+                await link.send(frame)
+            except PeerUnreachable:  # it waited for its write (the link was broken): it failed
+                refused.append(frame)
+
+        def stream() -> FakeStream:
+            return streams[opener.opened - 1]  # the one in use
 
         def release() -> None:
-            if stream.gate is not None:
-                stream.gate.set()
-                stream.gate = None
+            nonlocal gate
+            if gate is not None:
+                gate.set()
+                gate = None
+            for each in streams:
+                each.gate = None
 
         async with trio.open_nursery() as writer:
             writer.start_soon(link.run)
@@ -285,10 +328,14 @@ class TestOrder:
                         backlog.frames += 1
                     elif operation == "drain":
                         backlog.frames = max(0, backlog.frames - 1)
-                    elif operation == "hold" and stream.gate is None:  # writes stall
-                        stream.gate = trio.Event()
+                    elif operation == "hold" and gate is None:  # writes stall
+                        gate = trio.Event()
+                        for each in streams:
+                            each.gate = gate
                     elif operation == "release":
                         release()
+                    elif operation == "break":  # the next write on this stream fails
+                        stream().fail_after_writes = len(stream().writes)
                     elif operation == "tick":  # let the tasks that can run, run once
                         await trio.lowlevel.checkpoint()
                     elif operation == "settle":  # until every task waits
@@ -296,8 +343,11 @@ class TestOrder:
                 release()
             await trio.testing.wait_all_tasks_blocked()
             writer.cancel_scope.cancel()
-        assert stream.frames() == called
-        assert (link.dropped, stream.was_reset) == (0, True)  # reset only when the link stopped
+        # a broken stream is replaced, and the frames it failed go first on the new one; a frame
+        # that fails on a fresh stream too is refused to a sender that waited, or else counted
+        written = [frame for each in streams for frame in each.frames()]
+        assert written == [frame for frame in called if frame in set(written)]
+        assert len(called) - len(written) == len(refused) + link.dropped
 
 
 class TestBackpressure:
@@ -333,14 +383,37 @@ class TestFailures:
         assert stale.was_reset and opener.opened == 2
         assert (link.healthy, link.dropped) == (True, 0)
 
-    async def test_a_sender_whose_stream_broke_learns_the_peer_is_unreachable(self) -> None:
+    async def test_a_frame_written_at_once_on_a_broken_stream_goes_first_on_the_new_one(
+        self,
+    ) -> None:
+        stale = FakeStream()
+        fresh = FakeStream()
+        link = Link(PEER, Opener(stale, fresh), buffer=8, batch_bytes=1 << 20)
+        async with running(link):
+            await link.send(b"first")
+            stale.gate = trio.Event()
+            stale.fail_after_writes = 1  # the next write breaks
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.send, b"a")  # idle: written at once, held at the gate
+                await trio.testing.wait_all_tasks_blocked()
+                await link.send(b"b")  # a write is under way: queued behind it
+                stale.gate.set()  # the write of "a" fails
+            await trio.testing.wait_all_tasks_blocked()
+        assert (stale.frames(), fresh.frames()) == ([b"first"], [b"a", b"b"])
+        assert stale.was_reset and link.dropped == 0
+
+    async def test_a_frame_no_new_stream_can_take_is_counted_and_the_next_send_waits(
+        self,
+    ) -> None:
         stream = FakeStream(fail_after_writes=1)
         link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20)
         async with running(link):
             await link.send(b"first")
+            await link.send(b"second")  # written at once, breaks; the sender does not wait
+            await trio.testing.wait_all_tasks_blocked()  # for the writer's redial, which fails
+            assert (link.healthy, link.dropped) == (False, 1)
             with pytest.raises(PeerUnreachable, match="connection refused"):
-                await link.send(b"second")  # broken stream, and no new one can be opened
-            assert not link.healthy
+                await link.send(b"third")
         assert (stream.frames(), stream.was_reset) == ([b"first"], True)
 
     async def test_a_frame_lost_after_send_returned_is_counted_and_the_next_send_waits(
@@ -424,6 +497,27 @@ class TestIdleLinks:
         assert stream.frames() == [b"hello", b"still here"]
         with pytest.raises(PeerUnreachable):
             await link.send(b"too late")
+
+    async def test_a_frame_queued_just_as_the_idle_timer_fires_is_still_written(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        for _ in range(30):  # which of the two tasks trio runs first varies
+            stream = FakeStream()
+            backlog = Backlog()
+            link = Link(PEER, Opener(stream), buffer=4, batch_bytes=1 << 20, backlog=backlog)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(link.run, idle_s=10))
+                await link.send(b"hello")
+                backlog.frames = 1  # replies on their way: the next frame is queued
+                await trio.sleep_until(link._last_write + 10)  # wake with the idle timer
+                try:
+                    await link.send(b"late")  # returns once queued
+                except PeerUnreachable:
+                    continue  # the writer had already closed the link: the sender knows
+                backlog.frames = 0
+                await trio.testing.wait_all_tasks_blocked()
+                assert stream.frames() == [b"hello", b"late"]
+                nursery.cancel_scope.cancel()
 
 
 class TestBackoff:

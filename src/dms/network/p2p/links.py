@@ -8,12 +8,14 @@ spends ~200 us of CPU per stream write here.
 
 ``send()`` on a *healthy* link (its last write succeeded) that is idle (nothing queued, no
 write under way, no received frame waiting to be handled, see below, and room for the frame in
-the peer's yamux window) writes the frame itself,
-from the sender's task: a request or reply on a quiet link leaves without waking the writer,
-one task switch less on each side of a round trip. That write is shielded from the sender's
-cancellation, so a cancelled sender never cuts a Noise frame in half, and bounded by
-``WRITE_TIMEOUT_S`` instead; a write that fails or times out resets the stream, and the frame
-goes through the writer like any other.
+the peer's yamux window) writes the frame itself, from the sender's task: a request or reply on
+a quiet link leaves without waking the writer, one task switch less on each side of a round
+trip. That write is shielded from the sender's cancellation, so a cancelled sender never cuts a
+Noise frame in half, and bounded by ``WRITE_TIMEOUT_S`` instead. A write that fails resets the
+stream; one still unfinished after ``WRITE_TIMEOUT_S`` (the connection stalled, and part of a
+Noise message may be on the wire) closes the whole connection. Either way the frame goes to the
+writer ahead of every frame sent after it, and its sender does not wait for the new stream: it
+had sent on a healthy link.
 
 Otherwise ``send()`` puts its frame in the queue, waiting only while the queue is full:
 backpressure reaches the caller and nothing grows without bound. While there is room it does
@@ -126,10 +128,13 @@ class Link:
         """A write is under way, the writer's or a sender's inline one."""
         self._writer_waits: trio.Event | None = None
         self._last_write = trio.current_time()
+        self._retry: list[_Pending] = []
+        """Frames whose inline write failed, to go before the writer's next batch."""
 
     async def send(self, frame: bytes) -> None:
         """Send a frame (already checked against the maximum); see the module docstring."""
-        if self._idle(len(frame)) and await self._write_inline(frame):
+        if self._idle(len(frame)):
+            await self._write_inline(frame)
             return
         pending = _Pending(frame, waited=not self.healthy)
         self._unwritten += 1  # before the frame can reach the writer, which counts it off
@@ -154,47 +159,71 @@ class Link:
         Only if the peer's yamux window takes it whole: waiting for window (a peer that does not
         read) must not happen in a shielded write, so such a frame goes through the writer.
         """
-        return (
+        if not (
             self.healthy
             and self._stream is not None
             and self._unwritten == 0
             and not self._writing
             and not self._closed
             and self._backlog.frames == 0
-            and getattr(muxed(self._stream), "send_window", size) >= size + HEADER_SIZE
-        )
+        ):
+            return False
+        window = getattr(muxed(self._stream), "send_window", None)  # None: not yamux
+        return window is None or window >= size + HEADER_SIZE
 
-    async def _write_inline(self, frame: bytes) -> bool:
-        """Write one frame from the sender's task; False if the stream failed (it is dropped).
+    async def _write_inline(self, frame: bytes) -> None:
+        """Write one frame from the sender's task (see the module docstring).
 
         Shielded, so that a cancelled sender cannot cut a frame in half, and bounded by
-        ``WRITE_TIMEOUT_S`` instead. A failed or timed-out write leaves the stream in an unknown
-        state: it is reset and the frame goes through the writer, which opens a new one.
+        ``WRITE_TIMEOUT_S`` instead. A write that fails leaves its stream in an unknown state: the
+        stream is reset (after a timeout, when part of a Noise message may be on the wire, the
+        whole connection is closed) and the frame goes to the writer ahead of every frame sent
+        after it. Its sender does not wait for that: like any frame sent on a healthy link, one
+        that cannot be written on a new stream either is counted in ``dropped``.
         """
         stream = self._stream
         assert stream is not None  # send() checked
         self._writing = True
+        broken = timed_out = False
         try:
             deadline = trio.current_time() + WRITE_TIMEOUT_S
             with trio.CancelScope(deadline=deadline, shield=True) as scope:
                 await muxed(stream).write(HEADER.pack(len(frame)) + frame)
-            failed = scope.cancelled_caught
+            timed_out = scope.cancelled_caught
         except Exception as exc:  # libp2p raises many unrelated types; all mean "broken"
             _log().debug("stale stream, retrying on a new one", peer=self.peer, error=str(exc))
-            failed = True
+            broken = True
         finally:
+            if broken or timed_out:
+                # before anything else can run: the writer starts afresh, this frame first
+                self.healthy = False
+                if self._stream is stream:
+                    self._stream = None
+                self._requeue_first(frame)
             self._writing = False
             self._last_write = trio.current_time()
             if self._writer_waits is not None:
                 self._writer_waits.set()
-        if failed:
-            self.healthy = False
-            if self._stream is stream:
-                with trio.CancelScope(shield=True):
-                    await self._discard_stream()
-            return False
-        self.writes += 1
-        return True
+        if broken or timed_out:
+            with trio.CancelScope(shield=True):
+                await _release(stream, connection=timed_out)
+        else:
+            self.writes += 1
+
+    def _requeue_first(self, frame: bytes) -> None:
+        """Give a frame whose inline write failed to the writer, ahead of all queued frames."""
+        pending = _Pending(frame, waited=False)
+        self._unwritten += 1
+        if self._unwritten > 1:
+            # frames were sent during the write: the writer holds or will take them, and puts
+            # these first once the write is over (see run())
+            self._retry.append(pending)
+            return
+        try:
+            self._send_channel.send_nowait(pending)  # nothing queued: first in line
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self._unwritten -= 1  # the link is closing
+            self.dropped += 1
 
     @property
     def closed(self) -> bool:
@@ -220,8 +249,11 @@ class Link:
                         continue
                     if trio.current_time() < self._last_write + idle_s:
                         continue  # frames written inline meanwhile: not idle
-                    return  # idle: nothing queued (a queued frame would have been received)
-                size = len(first.frame)
+                    try:  # a frame queued just as the timer fired (receive() was cancelled)
+                        batch = [receive.receive_nowait()]
+                    except trio.WouldBlock:
+                        return  # idle: nothing queued, and nothing can be: the link closes
+                size = len(batch[0].frame)
                 while size < self._batch_bytes:
                     try:
                         item = receive.receive_nowait()
@@ -231,6 +263,9 @@ class Link:
                     size += len(item.frame)
                 while self._writing:  # a sender's inline write: it goes first
                     await self._wait_inline_write()
+                if self._retry:  # frames whose inline write failed go before those sent later
+                    batch[:0] = self._retry
+                    self._retry = []
                 self._writing = True
                 try:
                     error = await self._write(encode_many([p.frame for p in batch]))
@@ -252,6 +287,8 @@ class Link:
             self._closed = True
             self._send_channel.close()
             stopped = PeerUnreachable(self.peer, "the network stopped")
+            batch.extend(self._retry)
+            self._retry = []
             while True:
                 try:
                     batch.append(receive.receive_nowait())
@@ -293,9 +330,7 @@ class Link:
     async def _discard_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            # already broken or not: nothing more to release either way
-            with trio.move_on_after(1), contextlib.suppress(Exception):
-                await stream.reset()
+            await _release(stream, connection=False)
 
     @property
     def queued(self) -> int:
@@ -340,6 +375,16 @@ async def read_frames(
             backlog.frames -= waiting
     if decoder.pending:
         _log().warning("stream ended inside a frame", peer=peer, pending_bytes=decoder.pending)
+
+
+async def _release(stream: INetStream, *, connection: bool) -> None:
+    """Reset a stream (or close its whole connection); broken or not, nothing more to do."""
+    with trio.move_on_after(1), contextlib.suppress(Exception):
+        conn = getattr(stream, "muxed_conn", None) if connection else None
+        if conn is not None:
+            await conn.close()
+        else:
+            await stream.reset()
 
 
 def muxed(stream: INetStream) -> Any:

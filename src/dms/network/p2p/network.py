@@ -192,8 +192,12 @@ class P2PNetwork:
             return None
 
     def ready(self, peer: PeerID) -> bool:
-        """A link to ``peer`` works and has room (a frame may still be written at once, shielded
-        from cancellation and bounded by ``links.WRITE_TIMEOUT_S``: see :mod:`.links`)."""
+        """A link to ``peer`` works and has room.
+
+        ``send()`` then queues the frame or writes it at once; the write is shielded from
+        cancellation and bounded by ``links.WRITE_TIMEOUT_S`` (a write that fails leaves the
+        frame to the writer, and the sender does not wait for a redial): see :mod:`.links`.
+        """
         link = self._links.get(peer)
         return (
             self._state is NetworkState.RUNNING
