@@ -4,14 +4,13 @@ verified, and the in-memory network vouches for nobody."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
 import pytest
 
-import dms.actor.envelope as envelope_module
 from dms.actor import (
     Actor,
     ActorSystem,
@@ -30,38 +29,11 @@ from dms.network import PeerID
 from dms.network.memory import Fabric, MemoryNetwork
 from dms.security import InvalidSignature, KeyPair, TrustContext
 from tests.actor.actors import Echo, Note, Ping, Pong
+from tests.conftest import Verifications
 
 NS_PER_S = 1_000_000_000
 TOPIC = "/test/news"
 ADDRESS = Address(host="peer", inbox="x")
-
-
-class Verifications:
-    """Counts envelope signature checks, by the DID of the key checked."""
-
-    def __init__(self) -> None:
-        self.by_key: dict[bytes, int] = {}
-
-    def of(self, keypair: KeyPair) -> int:
-        return self.by_key.get(bytes(keypair.public_key), 0)
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_key.values())
-
-
-@pytest.fixture
-def verifications(monkeypatch: pytest.MonkeyPatch) -> Iterator[Verifications]:
-    counter = Verifications()
-    verify = envelope_module.verify_signature
-
-    def counting(public_key: bytes, data: bytes, signature: bytes) -> bool:
-        key = bytes(public_key)
-        counter.by_key[key] = counter.by_key.get(key, 0) + 1
-        return verify(public_key, data, signature)
-
-    monkeypatch.setattr(envelope_module, "verify_signature", counting)
-    yield counter
 
 
 class VouchingNetwork(MemoryNetwork):

@@ -3,17 +3,17 @@ envelopes naming any other DID are, and forgeries are refused."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
 import trio
 
-import dms.actor.envelope as envelope_module
 from dms.actor import Actor, ActorSystem, Envelope, Handle, behavior, seal
 from dms.network.p2p import P2PNetwork, P2PSettings
 from dms.security import KeyPair, TrustContext
+from tests.conftest import Verifications
 from tests.network.p2p_actor_node import Ping, Pong
 from tests.network.p2p_logs import log_to_current_stderr
 
@@ -26,21 +26,6 @@ NS_PER_S = 1_000_000_000
 @pytest.fixture(autouse=True)
 def _logs_to_current_stderr() -> None:
     log_to_current_stderr()
-
-
-@pytest.fixture
-def checked() -> Iterator[dict[bytes, int]]:
-    """Envelope signature checks in this process, by public key."""
-    counts: dict[bytes, int] = {}
-    verify = envelope_module.verify_signature
-
-    def counting(public_key: bytes, data: bytes, signature: bytes) -> bool:
-        counts[bytes(public_key)] = counts.get(bytes(public_key), 0) + 1
-        return verify(public_key, data, signature)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(envelope_module, "verify_signature", counting)
-        yield counts
 
 
 class Echo(Actor):
@@ -99,24 +84,24 @@ class TestAuthenticatedPeers:
             assert network.authenticated_did("not-a-peer-id") is None
 
     async def test_an_invoke_between_the_two_peers_verifies_no_envelope(
-        self, checked: dict[bytes, int]
+        self, verifications: Verifications
     ) -> None:
         async with two_nodes() as nodes:
             for n in range(5):
                 assert await nodes.a.invoke(nodes.echo, "/test/echo", Ping(n), Pong) == Pong(n)
-            assert checked == {}
+            assert verifications.by_key == {}
 
     async def test_an_actor_with_a_key_of_its_own_is_verified(
-        self, checked: dict[bytes, int]
+        self, verifications: Verifications
     ) -> None:
         async with two_nodes() as nodes:
             await nodes.a.spawn(Caller, "caller", keypair=nodes.own)
             caller = nodes.a.actor("caller")
             assert await caller.invoke(nodes.echo, "/test/echo", Ping(3), Pong) == Pong(3)
-            assert checked == {bytes(nodes.own.public_key): 1}
+            assert verifications.by_key == {bytes(nodes.own.public_key): 1}
 
     async def test_a_forgery_sent_by_the_authenticated_peer_is_refused(
-        self, checked: dict[bytes, int]
+        self, verifications: Verifications
     ) -> None:
         async with two_nodes() as nodes:
             victim = KeyPair.generate()
@@ -129,4 +114,4 @@ class TestAuthenticatedPeers:
                 assert await nodes.a.invoke(nodes.echo, "/test/echo", Ping(2), Pong) == Pong(2)
             assert nodes.b.refusals == {"InvalidSignature": 1}
             assert nodes.told() == []
-            assert checked == {bytes(victim.public_key): 1}
+            assert verifications.by_key == {bytes(victim.public_key): 1}

@@ -48,6 +48,12 @@ class Deadlines:
         if queue is not None:
             queue.pop(slot, None)
 
+    def waiting(
+        self, slot: Failable, timeout_s: float, error: Callable[[], BaseException]
+    ) -> Waiting:
+        """``with deadlines.waiting(...):`` :meth:`add` on entry, :meth:`discard` on exit."""
+        return Waiting(self, slot, timeout_s, error)
+
     async def run(self) -> None:
         """The timer task (owned by the actor system's task group)."""
         while True:
@@ -69,3 +75,27 @@ class Deadlines:
             else:
                 with anyio.move_on_after(earliest - now):
                     await self._wake.wait()
+
+
+class Waiting:
+    """The span in which a slot is under a deadline (a plain class: no generator per invoke)."""
+
+    __slots__ = ("_deadlines", "_error", "_slot", "_timeout_s")
+
+    def __init__(
+        self,
+        deadlines: Deadlines,
+        slot: Failable,
+        timeout_s: float,
+        error: Callable[[], BaseException],
+    ) -> None:
+        self._deadlines = deadlines
+        self._slot = slot
+        self._timeout_s = timeout_s
+        self._error = error
+
+    def __enter__(self) -> None:
+        self._deadlines.add(self._slot, self._timeout_s, self._error)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._deadlines.discard(self._slot, self._timeout_s)

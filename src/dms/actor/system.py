@@ -510,6 +510,10 @@ class ActorSystem:
             self._tokens(cell, to.did, behavior, Action.INVOKE, now),
         )
         slot = LocalReply(response, to.did, cell.inbox)
+
+        def timed_out() -> InvokeTimeout:
+            return InvokeTimeout(behavior, str(to), timeout)
+
         if local:
             target = self._cells.get(to.address.inbox)
             if target is None:
@@ -520,14 +524,9 @@ class ActorSystem:
                 await target.deliver(envelope, message, slot, admitted)
             elif len(target.mailbox) < target.mailbox.capacity:
                 # Room in the mailbox: only the reply is waited for, under the shared timer.
-                self._deadlines.add(
-                    slot, timeout, functools.partial(InvokeTimeout, behavior, str(to), timeout)
-                )
-                try:
+                with self._deadlines.waiting(slot, timeout, timed_out):
                     await target.deliver(envelope, message, slot, admitted)
                     await slot.wait()
-                finally:
-                    self._deadlines.discard(slot, timeout)
             else:
                 with anyio.move_on_after(timeout):
                     await target.deliver(envelope, message, slot, admitted)
@@ -540,14 +539,9 @@ class ActorSystem:
                 if host != self.peer_id and self.network.ready(host):
                     # The send will not wait: only the reply is waited for, under the shared
                     # timer (a cancel scope per invoke costs more than the rest of it).
-                    self._deadlines.add(
-                        slot, timeout, functools.partial(InvokeTimeout, behavior, str(to), timeout)
-                    )
-                    try:
+                    with self._deadlines.waiting(slot, timeout, timed_out):
                         await self.network.send(host, frame)
                         await slot.wait()
-                    finally:
-                        self._deadlines.discard(slot, timeout)
                 else:
                     with anyio.move_on_after(timeout):
                         await self._send_frame(host, frame)
@@ -555,7 +549,7 @@ class ActorSystem:
             finally:
                 self._pending.pop(nonce, None)
         if not slot.done:
-            slot.fail(InvokeTimeout(behavior, str(to), timeout))
+            slot.fail(timed_out())
         return slot.result()  # type: ignore[no-any-return]
 
     async def publish(
